@@ -1,0 +1,3 @@
+"""lifecycle-pipeline: account lifecycle stages, handoffs and SLAs over Kafka."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,196 @@
+"""The journey definition: stages, owners, entry criteria, SLAs, in RevOps language.
+
+Loaded from YAML (``pipeline/journeys/default.yaml`` ships with the product)
+and validated by pydantic. A broken file fails with a message naming the
+file, the field and what is wrong, e.g.::
+
+    journey.yaml: stages[2].owner: Field required
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from pipeline.core.calendar import CalendarConfig
+from pipeline.core.handoffs import HandoffConfig
+from pipeline.core.predicates import Criterion, any_match
+from pipeline.core.sla import SlaRule
+from schemas.events import LifecycleEvent
+
+DEFAULT_JOURNEY = "default.yaml"
+
+
+class StageKind(StrEnum):
+    PATH = "path"              # the main road: MQL → … → advocate, ordered by rank
+    REGRESSION = "regression"  # leaving the road: churned
+    RETURN = "return"          # coming back: re-engaged
+
+
+class Stage(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    owner: str = Field(description="Owning team: marketing, sales, customer_success, advocacy ...")
+    kind: StageKind = StageKind.PATH
+    rank: int = Field(description="Position on the road; a return stage takes the rank it resumes at")
+    entry: tuple[Criterion, ...] = Field(min_length=1)
+    allowed_from: tuple[str, ...] | None = Field(
+        default=None,
+        description="Stages this one may be entered from; default for path stages: any lower rank",
+    )
+    description: str = ""
+
+
+class BackwardMove(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    from_: str = Field(alias="from")
+    to: str
+
+
+class IdentityConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    email_domain_fallback: bool = True
+    free_email_domains: tuple[str, ...] = (
+        "gmail.com", "googlemail.com", "yahoo.com", "hotmail.com", "outlook.com",
+        "live.com", "icloud.com", "me.com", "aol.com", "proton.me", "protonmail.com", "gmx.com",
+    )
+    # Identifier namespaces in order of preference for naming a merged account.
+    anchor_preference: tuple[str, ...] = (
+        "hubspot.company", "salesforce.account", "stripe.customer", "segment.group", "zendesk.organization",
+    )
+
+
+class Segmentation(BaseModel):
+    """How an account's segment is read from its events (e.g. the CRM deal's segment)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    attribute: str = "segment"
+    default: str = "mid_market"
+
+
+class JourneyDefinition(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    version: int = 1
+    stages: tuple[Stage, ...] = Field(min_length=1)
+    backward: tuple[BackwardMove, ...] = ()
+    jumps: Literal["infer", "direct"] = Field(
+        default="infer",
+        description="On a jump (SQL straight to onboarding): emit the skipped stages as inferred transitions, or one direct transition",
+    )
+    identity: IdentityConfig = IdentityConfig()
+    segmentation: Segmentation = Segmentation()
+    calendar: CalendarConfig = CalendarConfig()
+    handoffs: HandoffConfig = HandoffConfig()
+    slas: tuple[SlaRule, ...] = ()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> JourneyDefinition:
+        ids = [s.id for s in self.stages]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"stage ids must be unique; repeated: {dupes}")
+        known = set(ids)
+        for i, stage in enumerate(self.stages):
+            for ref in stage.allowed_from or ():
+                if ref not in known:
+                    raise ValueError(f"stages[{i}] ({stage.id}).allowed_from names unknown stage {ref!r}; known: {ids}")
+            if stage.kind is not StageKind.PATH and not stage.allowed_from:
+                raise ValueError(f"stages[{i}] ({stage.id}) is a {stage.kind.value} stage and needs allowed_from")
+        for j, move in enumerate(self.backward):
+            for ref in (move.from_, move.to):
+                if ref not in known:
+                    raise ValueError(f"backward[{j}] names unknown stage {ref!r}; known: {ids}")
+        for k, rule in enumerate(self.slas):
+            for ref in rule.stage_refs():
+                if ref not in known:
+                    raise ValueError(f"slas[{k}] ({rule.id}) names unknown stage {ref!r}; known: {ids}")
+        sla_ids = [r.id for r in self.slas]
+        if len(set(sla_ids)) != len(sla_ids):
+            raise ValueError(f"sla ids must be unique: {sla_ids}")
+        return self
+
+    # ---- lookups used by the engine -------------------------------------------------
+    @cached_property
+    def by_id(self) -> dict[str, Stage]:
+        return {s.id: s for s in self.stages}
+
+    @cached_property
+    def path(self) -> tuple[Stage, ...]:
+        return tuple(sorted((s for s in self.stages if s.kind is StageKind.PATH), key=lambda s: s.rank))
+
+    @cached_property
+    def backward_pairs(self) -> frozenset[tuple[str, str]]:
+        return frozenset((m.from_, m.to) for m in self.backward)
+
+    @cached_property
+    def relevant_kinds(self) -> frozenset[str]:
+        """Event kinds any stage, SLA or handoff rule looks at; others skip the engine's matching."""
+        kinds = {c.kind for s in self.stages for c in s.entry}
+        for rule in self.slas:
+            kinds |= rule.event_kinds()
+        kinds |= self.handoffs.event_kinds()
+        return frozenset(kinds)
+
+    def matching_stages(self, event: LifecycleEvent) -> list[Stage]:
+        return [s for s in self.stages if any_match(s.entry, event)]
+
+    def owner_of(self, stage_id: str | None) -> str | None:
+        return self.by_id[stage_id].owner if stage_id in self.by_id else None
+
+
+class JourneyError(ValueError):
+    """A journey file that cannot be used; the message names file, field and problem."""
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def parse_journey(data: Any, origin: str = "<journey>") -> JourneyDefinition:
+    if not isinstance(data, dict):
+        raise JourneyError(f"{origin}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return JourneyDefinition.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"{origin}: {_format_loc(err['loc'])}: {msg}")
+        raise JourneyError("\n".join(lines)) from None
+
+
+def load_journey(path: str | Path | None = None) -> JourneyDefinition:
+    """Load a journey file; ``None`` loads the default shipped with the package."""
+    if path is None:
+        text = resources.files("pipeline.journeys").joinpath(DEFAULT_JOURNEY).read_text()
+        origin = DEFAULT_JOURNEY
+    else:
+        p = Path(path)
+        origin = str(p)
+        try:
+            text = p.read_text()
+        except OSError as exc:
+            raise JourneyError(f"{origin}: cannot read: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise JourneyError(f"{origin}: not valid YAML: {exc}") from None
+    return parse_journey(data, origin)

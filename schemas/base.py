@@ -1,0 +1,44 @@
+"""Shared base for every record: strict on unknown fields, fast JSON both ways."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+from typing import Annotated, Any, Self
+
+import orjson
+from pydantic import AfterValidator, BaseModel, ConfigDict
+
+
+def _require_utc(value: datetime) -> datetime:
+    # Naive datetimes are ambiguous across four vendors' clocks; refuse them
+    # at the contract rather than guess a zone.
+    if value.tzinfo is None:
+        raise ValueError("datetime must carry a timezone (UTC offset)")
+    return value.astimezone(timezone.utc)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_require_utc)]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def stable_id(*parts: Any, prefix: str = "") -> str:
+    """A deterministic id from its parts: replays and retries produce the same id."""
+    digest = hashlib.blake2b("\x1f".join(str(p) for p in parts).encode(), digest_size=12).hexdigest()
+    return f"{prefix}{digest}"
+
+
+class Record(BaseModel):
+    """Base of every topic value: JSON on the wire, validated on the way in."""
+
+    model_config = ConfigDict(extra="forbid", frozen=False, populate_by_name=True)
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json", exclude_none=False))
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> Self:
+        return cls.model_validate_json(data)

@@ -1,0 +1,49 @@
+"""Every topic the pipeline reads or writes, in one place.
+
+Raw topics carry ``RawRecord``; the rest carry the model named beside them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from schemas.events import DeadLetter, LifecycleEvent, RawRecord, SourceKind
+from schemas.handoffs import Handoff
+from schemas.sla import SlaBreach
+from schemas.transitions import StageTransition
+from schemas.base import Record
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    model: type[Record]
+    doc: str
+    compacted: bool = False
+
+
+RAW = {kind: f"lifecycle.raw.{kind.value}" for kind in SourceKind}
+RAW_CRM = RAW[SourceKind.CRM]
+RAW_BILLING = RAW[SourceKind.BILLING]
+RAW_PRODUCT = RAW[SourceKind.PRODUCT]
+RAW_SUPPORT = RAW[SourceKind.SUPPORT]
+
+EVENTS = "lifecycle.events"                  # canonical events, keyed by first identifier (to identity)
+ACCOUNT_EVENTS = "lifecycle.account-events"  # resolved events and ticks, keyed by account id
+STAGE_TRANSITIONS = "lifecycle.stage-transitions"
+HANDOFFS = "lifecycle.handoffs"
+SLA_BREACHES = "lifecycle.sla-breaches"
+DEAD_LETTER = "lifecycle.dead-letter"
+
+PUBLIC: tuple[TopicSpec, ...] = (
+    *(TopicSpec(name, RawRecord, f"Native {kind.value} payloads from connectors") for kind, name in RAW.items()),
+    TopicSpec(EVENTS, LifecycleEvent, "Canonical events before identity resolution"),
+    TopicSpec(STAGE_TRANSITIONS, StageTransition, "Every stage change of every account"),
+    TopicSpec(HANDOFFS, Handoff, "Handoffs between owning teams, re-emitted on each status change"),
+    TopicSpec(SLA_BREACHES, SlaBreach, "SLA deadlines missed, and late recoveries"),
+    TopicSpec(DEAD_LETTER, DeadLetter, "Input that could not be used, with the reason"),
+)
+
+
+def all_topic_names() -> list[str]:
+    return [spec.name for spec in PUBLIC] + [ACCOUNT_EVENTS]
