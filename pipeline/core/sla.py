@@ -46,3 +46,20 @@ class SlaRule(BaseModel):
 
 class SlaState(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class SlaTracker:
+    """PLACEHOLDER: opens deadlines on start anchors, closes them on expect anchors,
+    fires breaches when ``now`` passes a deadline. Pure; all state in SlaState."""
+
+    def __init__(self, journey: "object", calendar: "object | None" = None) -> None:
+        self.journey = journey
+
+    def on_event(self, state: SlaState, account: "object", event: "object", transitions: list, emitted_at: "object") -> list:
+        return []
+
+    def on_tick(self, state: SlaState, account: "object", now: "object", emitted_at: "object") -> list:
+        return []
+
+    def next_deadline(self, state: SlaState) -> "object | None":
+        return None

@@ -1,0 +1,73 @@
+"""One account's whole logic, in the shape of Bytewax's ``StatefulLogic``.
+
+``on_event`` (an item), ``on_tick`` (a notification: the clock reached ``now``)
+and ``notify_at`` (when this account next needs a tick). The Faust agent calls
+these and only these; everything here is pure and replayable. ``clock`` gives
+``emitted_at`` stamps and is injectable so tests are deterministic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Callable
+
+from pipeline.core.engine import Outcome, apply_event
+from pipeline.core.handoffs import HandoffTracker
+from pipeline.core.sla import SlaTracker
+from pipeline.core.state import AccountState
+from pipeline.journey import JourneyDefinition
+from schemas.base import utcnow
+from schemas.events import LifecycleEvent
+from schemas.handoffs import Handoff
+from schemas.sla import SlaBreach
+from schemas.transitions import StageTransition
+
+Clock = Callable[[], datetime]
+
+
+@dataclass
+class Outputs:
+    """Everything one step emits, in the order it must be published."""
+
+    outcome: Outcome | None = None
+    transitions: list[StageTransition] = field(default_factory=list)
+    handoffs: list[Handoff] = field(default_factory=list)
+    breaches: list[SlaBreach] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.transitions or self.handoffs or self.breaches)
+
+
+class AccountLogic:
+    def __init__(self, journey: JourneyDefinition, clock: Clock = utcnow) -> None:
+        self.journey = journey
+        self.clock = clock
+        self.sla = SlaTracker(journey)
+        self.handoffs = HandoffTracker(journey)
+
+    def on_event(self, state: AccountState, event: LifecycleEvent) -> Outputs:
+        now = self.clock()
+        # Deadlines that passed before this event's time fire first, so that the
+        # order of outputs is the same live and in a replay.
+        out = self.on_tick(state, event.occurred_at)
+        result = apply_event(self.journey, state, event, now)
+        out.outcome = result.outcome
+        if result.outcome is Outcome.DUPLICATE:
+            return out
+        out.transitions.extend(result.transitions)
+        out.handoffs.extend(self.handoffs.on_event(state.handoffs, state, event, result.transitions, now))
+        out.breaches.extend(self.sla.on_event(state.sla, state, event, result.transitions, now))
+        return out
+
+    def on_tick(self, state: AccountState, now: datetime) -> Outputs:
+        """The clock (event-time watermark or wall clock) reached ``now``."""
+        emitted_at = self.clock()
+        return Outputs(
+            handoffs=self.handoffs.on_tick(state.handoffs, state, now, emitted_at),
+            breaches=self.sla.on_tick(state.sla, state, now, emitted_at),
+        )
+
+    def notify_at(self, state: AccountState) -> datetime | None:
+        due = [d for d in (self.sla.next_deadline(state.sla), self.handoffs.next_deadline(state.handoffs)) if d]
+        return min(due) if due else None

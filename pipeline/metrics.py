@@ -1,0 +1,65 @@
+"""Every Prometheus series the product exposes, defined once.
+
+Conventions: ``lifecycle_`` prefix, ``_total`` counters, base units (seconds),
+bounded label sets only (sources, vendors, stages, teams, SLA ids, reasons):
+never an account id, event id or email as a label.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+STAGE_SECONDS_BUCKETS = (3600, 6 * 3600, 86400, 3 * 86400, 7 * 86400, 14 * 86400, 30 * 86400,
+                         60 * 86400, 90 * 86400, 180 * 86400, 365 * 86400)
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+EVENTS_INGESTED = Counter(
+    "lifecycle_events_ingested", "Raw records read by the normalize step, by source and outcome",
+    ["source", "outcome"], registry=REGISTRY)
+CANONICAL_EVENTS = Counter(
+    "lifecycle_canonical_events", "Canonical events produced by parsing, by kind", ["kind"], registry=REGISTRY)
+DEAD_LETTERS = Counter(
+    "lifecycle_dead_letters", "Records sent to the dead-letter topic, by step and reason",
+    ["stage", "reason"], registry=REGISTRY)
+ENGINE_OUTCOMES = Counter(
+    "lifecycle_engine_outcomes", "What the stage engine did with each resolved event", ["outcome"], registry=REGISTRY)
+TRANSITIONS = Counter(
+    "lifecycle_stage_transitions", "Stage transitions emitted, by from/to stage",
+    ["from_stage", "to_stage"], registry=REGISTRY)
+HANDOFFS = Counter(
+    "lifecycle_handoffs", "Handoff records emitted, by teams and status",
+    ["from_team", "to_team", "status"], registry=REGISTRY)
+SLA_BREACHES = Counter(
+    "lifecycle_sla_breaches", "SLA breach records emitted, by SLA, severity and status",
+    ["sla", "severity", "status"], registry=REGISTRY)
+TIME_IN_STAGE = Histogram(
+    "lifecycle_time_in_stage_seconds", "Time an account spent in a stage before leaving it (event time)",
+    ["stage"], buckets=STAGE_SECONDS_BUCKETS, registry=REGISTRY)
+PROCESSING_LATENCY = Histogram(
+    "lifecycle_processing_latency_seconds", "Wall-clock time from connector ingest to transition emitted",
+    buckets=LATENCY_BUCKETS, registry=REGISTRY)
+SLA_DETECTION_DELAY = Histogram(
+    "lifecycle_sla_detection_delay_seconds", "Wall-clock delay between an SLA deadline and its breach record (live clock)",
+    buckets=LATENCY_BUCKETS, registry=REGISTRY)
+IDENTITY_DECISIONS = Counter(
+    "lifecycle_identity_decisions", "Identity resolution decisions, by rule", ["rule"], registry=REGISTRY)
+CONSUMER_LAG = Gauge(
+    "lifecycle_consumer_lag", "Messages between the highwater mark and the committed offset",
+    ["topic", "partition"], registry=REGISTRY)
+TABLE_KEYS = Gauge(
+    "lifecycle_table_keys", "Keys held in a state table on this worker's active partitions", ["table"], registry=REGISTRY)
+READ_MODEL_ROWS = Counter(
+    "lifecycle_read_model_writes", "Records applied to the read model, by kind and outcome (inserted, duplicate)",
+    ["kind", "outcome"], registry=REGISTRY)
+CONNECTOR_RECORDS = Counter(
+    "lifecycle_connector_records", "Records handled by a connector, by vendor, transport and outcome",
+    ["vendor", "transport", "outcome"], registry=REGISTRY)
+CONNECTOR_LAST_SUCCESS = Gauge(
+    "lifecycle_connector_last_success_timestamp_seconds", "Unix time of a connector's last successful delivery",
+    ["vendor", "transport"], registry=REGISTRY)
+CONNECTOR_UP = Gauge(
+    "lifecycle_connector_up", "1 while a connector is running and healthy", ["vendor", "transport"], registry=REGISTRY)
+WORKER_READY = Gauge(
+    "lifecycle_worker_ready", "1 once table recovery finished and the worker processes events", registry=REGISTRY)
