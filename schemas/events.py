@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -109,3 +112,21 @@ class DeadLetter(Record):
     original: str = Field(description="The original bytes, decoded as UTF-8 with replacement")
     original_base64: str | None = Field(default=None, description="Set when the bytes were not valid UTF-8")
     failed_at: UtcDatetime
+
+    @classmethod
+    def build(cls, *, stage: str, reason: str, detail: str, original: bytes | str, failed_at: datetime,
+              source_topic: str | None = None, source: str | None = None, vendor: str | None = None,
+              origin_ref: str = "") -> "DeadLetter":
+        """The one way to make a dead letter: keeps the original bytes and derives a
+        deterministic id (from where it came and what it was), so a replayed failure
+        dead-letters under the same id."""
+        raw = original.encode() if isinstance(original, str) else bytes(original)
+        try:
+            text, b64 = raw.decode("utf-8"), None
+        except UnicodeDecodeError:
+            text, b64 = raw.decode("utf-8", "replace"), base64.b64encode(raw).decode()
+        return cls(
+            dead_letter_id=stable_id(stage, reason, source_topic, origin_ref, hashlib.blake2b(raw, digest_size=12).hexdigest(), prefix="dl-"),
+            stage=stage, reason=reason, detail=detail[:2000], source_topic=source_topic, source=source,
+            vendor=vendor, original=text, original_base64=b64, failed_at=failed_at,
+        )
