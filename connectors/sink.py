@@ -1,0 +1,174 @@
+"""The one Kafka producer every transport writes through.
+
+Webhook, file replay and polling differ in how records arrive, not in how they
+leave: a raw record goes to ``lifecycle.raw.<source>`` keyed by the parser's
+ordering key with its stable event id in a header, and input that cannot be used
+goes to ``lifecycle.dead-letter`` with the reason and the original bytes. Keeping
+that in one place means one set of producer settings (acks=all, batching) and
+one set of counters.
+
+``send`` returns once the record is queued and hands back its delivery future, so
+a caller may keep several in flight (replay) or await it before answering
+(webhook: a 2xx means Kafka has it; polling: a checkpoint moves only after).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from connectors.base import ParseError, parser_for
+from pipeline.metrics import CONNECTOR_LAST_SUCCESS, CONNECTOR_RECORDS, DEAD_LETTERS
+from schemas.base import utcnow
+from schemas.events import DeadLetter, RawRecord, SourceKind
+from schemas.topics import DEAD_LETTER, RAW
+
+log = logging.getLogger(__name__)
+
+# A dead letter keeps the original bytes, but a Kafka message has a size limit
+# (1 MiB by default); beyond this the original is cut and the detail says so.
+MAX_ORIGINAL_BYTES = 256 * 1024
+
+EVENT_ID_HEADER = "event_id"
+
+
+class SinkError(RuntimeError):
+    """Kafka did not take a record (after the producer's own retries)."""
+
+
+class RecordSink:
+    """Async producer of raw records and dead letters, with connector metrics.
+
+    Use as ``async with RecordSink(bootstrap) as sink: ...``. Topics must exist
+    (``pipeline.topics.ensure_topics``) or be auto-created by the broker.
+    """
+
+    def __init__(self, bootstrap_servers: str, *, client_id: str = "lifecycle-connector",
+                 linger_ms: int = 5, max_batch_size: int = 256 * 1024, request_timeout_ms: int = 30_000,
+                 **producer_options: Any) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self._options = dict(bootstrap_servers=bootstrap_servers, client_id=client_id, acks="all",
+                             linger_ms=linger_ms, max_batch_size=max_batch_size,
+                             request_timeout_ms=request_timeout_ms, **producer_options)
+        self._producer: AIOKafkaProducer | None = None
+
+    # lifecycle -----------------------------------------------------------------
+
+    async def start(self, timeout: float = 30.0) -> RecordSink:
+        """Connect, retrying while the broker is still coming up."""
+        deadline = time.monotonic() + timeout
+        delay = 0.1
+        while True:
+            producer = AIOKafkaProducer(**self._options)
+            try:
+                await producer.start()
+                self._producer = producer
+                return self
+            except Exception:
+                await producer.stop()
+                if time.monotonic() + delay > deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def stop(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()  # flushes what is queued
+
+    async def __aenter__(self) -> RecordSink:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def connected(self) -> bool:
+        """True while the producer is started and knows at least one broker."""
+        p = self._producer
+        return p is not None and not p._closed and bool(p.client.cluster.brokers())
+
+    async def flush(self) -> None:
+        await self._require().flush()
+
+    def _require(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            raise SinkError("sink is not started")
+        return self._producer
+
+    # raw records ---------------------------------------------------------------
+
+    @staticmethod
+    def key_of(record: RawRecord) -> str:
+        """The parser's ordering key; the event id if the parser cannot tell (never drops the record)."""
+        try:
+            key = parser_for(record.vendor).key(record.payload)
+        except (ParseError, KeyError, TypeError, ValueError):
+            key = None
+        return str(key) if key else record.event_id
+
+    async def send(self, record: RawRecord) -> asyncio.Future[Any]:
+        """Queue one raw record; the returned future resolves when Kafka acknowledged it.
+
+        The future resolves to the record metadata; its outcome is counted either way.
+        """
+        producer = self._require()
+        headers = [(EVENT_ID_HEADER, record.event_id.encode()), ("vendor", record.vendor.encode()),
+                   ("transport", record.transport.encode())]
+        delivery = await producer.send(RAW[SourceKind(record.source)], value=record.to_json(),
+                                       key=self.key_of(record).encode(), headers=headers)
+        labels = (record.vendor, record.transport)
+        delivery.add_done_callback(lambda fut: _count_delivery(fut, *labels))
+        return delivery
+
+    async def send_and_wait(self, record: RawRecord) -> Any:
+        return await (await self.send(record))
+
+    async def send_all(self, records: list[RawRecord]) -> list[Any]:
+        """Queue several records, then wait until Kafka acknowledged all of them."""
+        deliveries = [await self.send(r) for r in records]
+        results = await asyncio.gather(*deliveries, return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            raise SinkError(f"{len(failed)} of {len(records)} records not acknowledged: {failed[0]!r}") from failed[0]
+        return results
+
+    # dead letters --------------------------------------------------------------
+
+    async def dead_letter(self, *, reason: str, detail: str, original: bytes | str, vendor: str | None,
+                          transport: str, source: str | None = None, stage: str = "connector",
+                          origin_ref: str = "", wait: bool = True) -> DeadLetter:
+        """Write input that could not be used, with why; counted as ``outcome=dead_letter``."""
+        raw = original.encode() if isinstance(original, str) else bytes(original)
+        if len(raw) > MAX_ORIGINAL_BYTES:
+            detail = f"{detail} [original cut to {MAX_ORIGINAL_BYTES} of {len(raw)} bytes]"
+            raw = raw[:MAX_ORIGINAL_BYTES]
+        if source is None and vendor is not None:
+            try:
+                source = parser_for(vendor).source.value
+            except ParseError:
+                source = None
+        letter = DeadLetter.build(stage=stage, reason=reason, detail=f"{transport}: {detail}", original=raw,
+                                  failed_at=utcnow(), source=source, vendor=vendor, origin_ref=origin_ref)
+        producer = self._require()
+        delivery = await producer.send(DEAD_LETTER, value=letter.to_json(),
+                                       key=(vendor or letter.dead_letter_id).encode(),
+                                       headers=[("dead_letter_id", letter.dead_letter_id.encode()),
+                                                ("reason", reason.encode())])
+        DEAD_LETTERS.labels(stage, reason).inc()
+        CONNECTOR_RECORDS.labels(vendor or "unknown", transport, "dead_letter").inc()
+        if wait:
+            await delivery
+        return letter
+
+
+def _count_delivery(fut: asyncio.Future[Any], vendor: str, transport: str) -> None:
+    if fut.cancelled() or fut.exception() is not None:
+        CONNECTOR_RECORDS.labels(vendor, transport, "failed").inc()
+        return
+    CONNECTOR_RECORDS.labels(vendor, transport, "produced").inc()
+    CONNECTOR_LAST_SUCCESS.labels(vendor, transport).set(time.time())
