@@ -55,9 +55,25 @@ class AccountLogic:
         out.outcome = result.outcome
         if result.outcome is Outcome.DUPLICATE:
             return out
+        if event.kind in self.journey.relevant_kinds:
+            state.keep(event)
         out.transitions.extend(result.transitions)
         out.handoffs.extend(self.handoffs.on_event(state.handoffs, state, event, result.transitions, now))
         out.breaches.extend(self.sla.on_event(state.sla, state, event, result.transitions, now))
+        return out
+
+    def on_merge_in(self, state: AccountState, journal: list[LifecycleEvent]) -> Outputs:
+        """Re-play an absorbed account's events into this one, in event time order.
+
+        Older events may move the survivor forward (never backwards: the engine's
+        late-event rule), and re-open SLA clocks under the survivor's id.
+        """
+        out = Outputs()
+        for event in sorted(journal, key=lambda e: (e.occurred_at, e.event_id)):
+            step = self.on_event(state, event.model_copy(update={"account_id": state.account_id}))
+            out.transitions += step.transitions
+            out.handoffs += step.handoffs
+            out.breaches += step.breaches
         return out
 
     def on_tick(self, state: AccountState, now: datetime) -> Outputs:

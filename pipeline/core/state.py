@@ -8,7 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from pipeline.core.handoffs import HandoffState
 from pipeline.core.sla import SlaState
 from schemas.base import UtcDatetime
+from schemas.events import LifecycleEvent
 
+JOURNAL_KEPT = 300    # events that mattered to the journey, re-played into the survivor on a merge
 RECENT_IDS = 256      # idempotency window: duplicates are re-deliveries, which arrive close together
 IGNORED_KEPT = 50
 
@@ -48,6 +50,7 @@ class AccountState(BaseModel):
     history: list[StageVisit] = Field(default_factory=list)
     ignored: list[IgnoredMove] = Field(default_factory=list)
     merged_into: str | None = None
+    journal: list[LifecycleEvent] = Field(default_factory=list)
     sla: SlaState = Field(default_factory=SlaState)
     handoffs: HandoffState = Field(default_factory=HandoffState)
 
@@ -59,6 +62,11 @@ class AccountState(BaseModel):
         if len(self.recent_event_ids) > RECENT_IDS:
             del self.recent_event_ids[: len(self.recent_event_ids) - RECENT_IDS]
         return True
+
+    def keep(self, event: LifecycleEvent) -> None:
+        self.journal.append(event)
+        if len(self.journal) > JOURNAL_KEPT:
+            del self.journal[0]
 
     def note_ignored(self, move: IgnoredMove) -> None:
         self.ignored.append(move)

@@ -1,0 +1,285 @@
+"""The Faust application: thin wiring around the pure core.
+
+Topology (every arrow a Kafka topic)::
+
+    lifecycle.raw.{crm,billing,product,support}     RawRecord (native payloads)
+        └─ normalize ─→ lifecycle.events            LifecycleEvent       (bad input → lifecycle.dead-letter)
+             └─ identity ─→ lifecycle.account-events AccountMessage, keyed by account
+                  └─ accounts ─→ lifecycle.stage-transitions / .handoffs / .sla-breaches
+    timer (every worker, own partitions) ─→ lifecycle.account-events (ticks)
+
+State changes only inside agents; the timer only reads the ``deadlines`` table
+and sends ticks back through the account topic (Faust has no per-key timers,
+and a table cannot be written outside stream iteration).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+from typing import Any
+
+import faust
+from pydantic import ValidationError
+
+from connectors.base import ParseError, parse_raw
+from pipeline import metrics
+from pipeline.clock import WatermarkClock
+from pipeline.codecs import ORJSON, STR, codec_for
+from pipeline.core.account import AccountLogic, Outputs
+from pipeline.core.state import AccountState
+from pipeline.journey import JourneyDefinition, load_journey
+from pipeline.settings import Settings
+from schemas import topics as T
+from schemas.accounts import AccountMessage, Merge
+from schemas.base import utcnow
+from schemas.events import DeadLetter, LifecycleEvent, RawRecord
+from schemas.handoffs import Handoff
+from schemas.sla import SlaBreach, SlaBreachStatus
+from schemas.transitions import StageTransition
+
+log = logging.getLogger(__name__)
+
+
+def faust_config(settings: Settings) -> dict[str, Any]:
+    """Faust settings tuned for fast start (seconds, not ~30 s) and at-least-once delivery."""
+    return dict(
+        broker=f"kafka://{settings.bootstrap_servers}",
+        store="memory://",
+        datadir=str(settings.data_dir / "faust"),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        table_standby_replicas=0,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=settings.commit_interval,
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=1.0,
+        broker_rebalance_timeout=10.0,
+        stream_recovery_delay=0.0,
+        stream_wait_empty=False,
+        producer_linger=0.005,
+        web_enabled=settings.web_enabled,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        processing_guarantee="at_least_once",
+    )
+
+
+class LifecyclePipeline:
+    """Builds the Faust app, its topics, tables, agents and timer from settings."""
+
+    def __init__(self, settings: Settings, journey: JourneyDefinition | None = None) -> None:
+        if not settings.bootstrap_servers:
+            raise ValueError("settings.bootstrap_servers must be set (start the embedded broker first)")
+        self.settings = settings
+        self.journey = journey or load_journey(settings.journey_path)
+        self.logic = AccountLogic(self.journey)
+        self.clock = WatermarkClock(settings.idle_seconds, settings.allowed_lateness_seconds)
+        (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
+        self.app = faust.App(settings.app_id, **faust_config(settings))
+        app = self.app
+
+        # ---- topics -----------------------------------------------------------------
+        self.raw_topic = app.topic(*T.RAW.values(), value_serializer="raw",
+                                   key_serializer="raw", partitions=settings.partitions)
+        self.events_topic = app.topic(T.EVENTS, key_serializer=STR, value_serializer=codec_for(LifecycleEvent),
+                                      partitions=1)
+        self.account_topic = app.topic(T.ACCOUNT_EVENTS, key_serializer=STR,
+                                       value_serializer=codec_for(AccountMessage), partitions=settings.partitions)
+        self.transitions_topic = app.topic(T.STAGE_TRANSITIONS, key_serializer=STR,
+                                           value_serializer=codec_for(StageTransition), partitions=settings.partitions)
+        self.handoffs_topic = app.topic(T.HANDOFFS, key_serializer=STR, value_serializer=codec_for(Handoff),
+                                        partitions=settings.partitions)
+        self.breaches_topic = app.topic(T.SLA_BREACHES, key_serializer=STR, value_serializer=codec_for(SlaBreach),
+                                        partitions=settings.partitions)
+        self.identity_topic = app.topic(T.IDENTITY, key_serializer=STR, value_serializer=ORJSON, partitions=1)
+        self.dead_letter_topic = app.topic(T.DEAD_LETTER, key_serializer=STR, value_serializer=codec_for(DeadLetter),
+                                           partitions=1)
+
+        # ---- tables (changelogged: they survive restarts and rebalances) -----------------
+        self.accounts = app.Table("accounts", default=None, partitions=settings.partitions,
+                                  schema=faust.Schema(key_serializer=STR, value_serializer=codec_for(AccountState)))
+        self.deadlines = app.Table("deadlines", default=None, partitions=settings.partitions,
+                                   schema=faust.Schema(key_serializer=STR, value_serializer=ORJSON))
+        self.identity_links = app.Table("identity-links", default=None, partitions=1,
+                                        schema=faust.Schema(key_serializer=STR, value_serializer=ORJSON))
+        self.identity_accounts = app.Table("identity-accounts", default=None, partitions=1,
+                                           schema=faust.Schema(key_serializer=STR, value_serializer=ORJSON))
+        self.resolver = _resolver(self.journey, self.identity_links, self.identity_accounts)
+        self._ticks_sent: dict[str, float] = {}
+        self.started = False
+
+        app.agent(self.raw_topic, name="normalize")(self._normalize)
+        app.agent(self.events_topic, name="identity")(self._identity)
+        app.agent(self.account_topic, name="accounts")(self._accounts)
+        app.timer(settings.timer_interval)(self._fire_due)
+        app.on_partitions_assigned.connect(self._on_assigned)
+        app.task(self._mark_started)
+        if settings.web_enabled:
+            from pipeline import web
+
+            web.install(self)
+
+    async def _mark_started(self) -> None:
+        self.started = True
+
+    # ---- helpers ------------------------------------------------------------------------
+    async def dead_letter(self, *, stage: str, reason: str, detail: str, original: bytes | str,
+                          source_topic: str | None = None, source: str | None = None,
+                          vendor: str | None = None, origin_ref: str = "") -> None:
+        record = DeadLetter.build(stage=stage, reason=reason, detail=detail, original=original,
+                                  failed_at=utcnow(), source_topic=source_topic, source=source,
+                                  vendor=vendor, origin_ref=origin_ref)
+        metrics.DEAD_LETTERS.labels(stage, reason).inc()
+        await self.dead_letter_topic.send(key=record.dead_letter_id, value=record)
+
+    async def _on_assigned(self, sender: Any, assigned: set[Any], **kwargs: Any) -> None:
+        self.clock.assign(tp.partition for tp in assigned if tp.topic == T.ACCOUNT_EVENTS)
+        self._ticks_sent.clear()
+
+    # ---- agents ----------------------------------------------------------------------
+    async def _normalize(self, stream: faust.StreamT) -> None:
+        """Raw vendor payload → canonical events; anything unusable → dead letter."""
+        async for event in stream.events():
+            value: bytes = event.value
+            topic = event.message.topic
+            origin = f"{topic}/{event.message.partition}/{event.message.offset}"
+            try:
+                raw = RawRecord.model_validate_json(value)
+            except ValidationError as exc:
+                metrics.EVENTS_INGESTED.labels(topic.rsplit(".", 1)[-1], "dead_letter").inc()
+                await self.dead_letter(stage="decode", reason="invalid_envelope", detail=_short(exc),
+                                       original=value, source_topic=topic, origin_ref=origin)
+                continue
+            try:
+                canonical = parse_raw(raw)
+            except ParseError as exc:
+                metrics.EVENTS_INGESTED.labels(raw.source.value, "dead_letter").inc()
+                await self.dead_letter(stage="parse", reason=exc.reason, detail=exc.detail, original=value,
+                                       source_topic=topic, source=raw.source.value, vendor=raw.vendor,
+                                       origin_ref=origin)
+                continue
+            except Exception as exc:  # a parser bug must not stop the stream
+                log.exception("parser %s failed on %s", raw.vendor, raw.event_id)
+                metrics.EVENTS_INGESTED.labels(raw.source.value, "dead_letter").inc()
+                await self.dead_letter(stage="parse", reason="parser_error", detail=f"{type(exc).__name__}: {exc}",
+                                       original=value, source_topic=topic, source=raw.source.value,
+                                       vendor=raw.vendor, origin_ref=origin)
+                continue
+            if not self.settings.accept_test_mode and any(e.attributes.get("livemode") is False for e in canonical):
+                metrics.EVENTS_INGESTED.labels(raw.source.value, "dead_letter").inc()
+                await self.dead_letter(stage="parse", reason="test_mode",
+                                       detail="test-mode event (livemode=false); set LIFECYCLE_ACCEPT_TEST_MODE=1 to accept",
+                                       original=value, source_topic=topic, source=raw.source.value,
+                                       vendor=raw.vendor, origin_ref=origin)
+                continue
+            metrics.EVENTS_INGESTED.labels(raw.source.value, "accepted").inc()
+            for ev in canonical:
+                metrics.CANONICAL_EVENTS.labels(ev.kind).inc()
+                await self.events_topic.send(key=ev.identifiers[0], value=ev)
+
+    async def _identity(self, stream: faust.StreamT) -> None:
+        """Resolve each event to one account; announce merges and decisions."""
+        async for ev in stream:
+            resolution = self.resolver.resolve(ev)
+            for decision in resolution.decisions:
+                await self.identity_topic.send(key=decision.identifier, value={"type": "decision", **decision.model_dump(mode="json")})
+            for merged in resolution.merges:
+                merge = Merge(merge_id=merged.merge_id, from_account=merged.from_account,
+                              into_account=merged.into_account, reason=merged.reason, decided_at=merged.decided_at)
+                await self.identity_topic.send(key=merge.from_account, value={"type": "merge", **merge.model_dump(mode="json")})
+                await self.account_topic.send(key=merge.from_account, value=AccountMessage(
+                    type="merge_out", account_id=merge.from_account, merge=merge))
+            ev.account_id = resolution.account_id
+            await self.account_topic.send(key=ev.account_id,
+                                          value=AccountMessage(type="event", account_id=ev.account_id, event=ev))
+
+    async def _accounts(self, stream: faust.StreamT) -> None:
+        """The per-account state machine: events, ticks and merges, in partition order."""
+        async for event in stream.events():
+            msg: AccountMessage = event.value
+            account_id = msg.account_id
+            state: AccountState | None = self.accounts.get(account_id)
+            if state is None:
+                state = AccountState(account_id=account_id)
+            if state.merged_into and msg.type == "event" and msg.event is not None:
+                # In flight when the merge happened: follow the account to its survivor.
+                await self.account_topic.send(key=state.merged_into, value=AccountMessage(
+                    type="event", account_id=state.merged_into,
+                    event=msg.event.model_copy(update={"account_id": state.merged_into})))
+                continue
+            out = Outputs()
+            if msg.type == "event" and msg.event is not None:
+                self.clock.observe(event.message.partition, msg.event.occurred_at)
+                out = self.logic.on_event(state, msg.event)
+                metrics.ENGINE_OUTCOMES.labels(out.outcome.value if out.outcome else "none").inc()
+            elif msg.type == "tick" and msg.now is not None:
+                out = self.logic.on_tick(state, msg.now)
+            elif msg.type == "merge_out" and msg.merge is not None:
+                await self.account_topic.send(key=msg.merge.into_account, value=AccountMessage(
+                    type="merge_in", account_id=msg.merge.into_account, merge=msg.merge, journal=state.journal))
+                state = AccountState(account_id=account_id, merged_into=msg.merge.into_account,
+                                     stage=state.stage, history=state.history)
+            elif msg.type == "merge_in":
+                out = self.logic.on_merge_in(state, msg.journal)
+            self.accounts[account_id] = state
+            due = self.logic.notify_at(state)
+            if due is not None:
+                self.deadlines[account_id] = due.timestamp()
+            elif self.deadlines.get(account_id) is not None:
+                del self.deadlines[account_id]
+            if out:
+                await self._publish(account_id, out, msg)
+
+    async def _publish(self, account_id: str, out: Outputs, msg: AccountMessage) -> None:
+        key = account_id
+        for tr in out.transitions:
+            metrics.TRANSITIONS.labels(tr.from_stage or "none", tr.to_stage).inc()
+            if tr.from_stage and tr.time_in_previous_stage_seconds is not None and not tr.inferred:
+                metrics.TIME_IN_STAGE.labels(tr.from_stage).observe(tr.time_in_previous_stage_seconds)
+            if msg.event is not None:
+                metrics.PROCESSING_LATENCY.observe(max(0.0, (tr.emitted_at - msg.event.ingested_at).total_seconds()))
+            await self.transitions_topic.send(key=key, value=tr)
+        for ho in out.handoffs:
+            metrics.HANDOFFS.labels(ho.from_team or "none", ho.to_team, ho.status.value).inc()
+            await self.handoffs_topic.send(key=key, value=ho)
+        for br in out.breaches:
+            metrics.SLA_BREACHES.labels(br.sla_id, br.severity, br.status.value).inc()
+            if br.status is SlaBreachStatus.BREACHED and msg.type == "tick":
+                metrics.SLA_DETECTION_DELAY.observe(max(0.0, (br.emitted_at - br.deadline).total_seconds()))
+            await self.breaches_topic.send(key=key, value=br)
+
+    # ---- timer --------------------------------------------------------------------------
+    async def _fire_due(self) -> None:
+        """Per worker: send a tick to every account on its own partitions whose deadline passed."""
+        now = self.clock.now()
+        if now is None:
+            return
+        now_ts = now.timestamp()
+        sent = self._ticks_sent
+        for account_id, due in list(self.deadlines.items()):
+            if due is None or due > now_ts or sent.get(account_id) == due:
+                continue
+            sent[account_id] = due
+            await self.account_topic.send(key=account_id, value=AccountMessage(
+                type="tick", account_id=account_id, now=now))
+        metrics.TABLE_KEYS.labels("accounts").set(len(self.accounts))
+        metrics.TABLE_KEYS.labels("deadlines").set(len(self.deadlines))
+
+
+def _resolver(journey: JourneyDefinition, links: Any, accounts: Any) -> Any:
+    try:
+        from pipeline.core.identity import IdentityResolver
+    except ImportError:  # TEMPORARY until identity lands: account = first identifier
+        class _First:
+            def resolve(self, ev: LifecycleEvent) -> Any:
+                from types import SimpleNamespace
+                return SimpleNamespace(account_id=f"acct:{ev.identifiers[0]}", merges=[], decisions=[])
+        return _First()
+    return IdentityResolver(journey.identity, links, accounts)
+
+
+def _short(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}" for e in exc.errors()[:5])

@@ -1,0 +1,103 @@
+"""The ``lifecycle`` command."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from pipeline.settings import Settings
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log at INFO.")
+def main(verbose: bool) -> None:
+    """lifecycle-pipeline: account lifecycle stages, handoffs and SLA breaches over Kafka."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+@main.command()
+def worker() -> None:
+    """Run a pipeline worker (KAFKA_BOOTSTRAP_SERVERS, or an embedded broker for local trials)."""
+    from pipeline.runtime import broker_for, run_worker
+
+    with broker_for(Settings.from_env()) as settings:
+        run_worker(settings)
+
+
+@main.group()
+def topics() -> None:
+    """Topic administration."""
+
+
+@topics.command("create")
+def topics_create() -> None:
+    """Create every topic the pipeline uses (idempotent)."""
+    from pipeline.runtime import create_topics
+
+    settings = Settings.from_env()
+    if not settings.bootstrap_servers:
+        raise click.UsageError("set KAFKA_BOOTSTRAP_SERVERS")
+    created = create_topics(settings)
+    click.echo(f"created {len(created)} topic(s): {', '.join(created) or '-'}")
+
+
+@main.group()
+def schemas() -> None:
+    """The public contract: JSON Schemas of every topic's records."""
+
+
+@schemas.command("export")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def schemas_export(directory: Path) -> None:
+    """Write one JSON Schema file per record type into DIRECTORY."""
+    from schemas.export import export_json_schemas
+
+    written = export_json_schemas(directory)
+    for path in written:
+        click.echo(str(path))
+
+
+@main.group()
+def journey() -> None:
+    """The journey definition."""
+
+
+@journey.command("check")
+@click.argument("path", required=False, type=click.Path(dir_okay=False))
+def journey_check(path: str | None) -> None:
+    """Validate a journey file (default: the shipped one) and print its stages."""
+    from pipeline.journey import JourneyError, load_journey
+
+    try:
+        j = load_journey(path)
+    except JourneyError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+    for s in j.stages:
+        click.echo(f"{s.id:<12} owner={s.owner:<17} kind={s.kind.value:<10} entry={len(s.entry)} criteria")
+    click.echo(f"{len(j.slas)} SLA(s)")
+
+
+def _register_optional() -> None:
+    """Command groups that live beside their code (read model, connectors)."""
+    try:
+        from pipeline.readmodel.cli import report
+        main.add_command(report)
+    except ImportError:
+        pass
+    try:
+        from connectors.cli import connect
+        main.add_command(connect)
+    except ImportError:
+        pass
+
+
+_register_optional()
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

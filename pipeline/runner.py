@@ -1,0 +1,203 @@
+"""Drive a pipeline from outside, the way the demo, the benchmark and the tests do:
+run workers as real processes, feed raw records, read topics back, wait for the
+consumer group to catch up."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import KafkaAdminClient
+from pydantic import BaseModel
+
+from pipeline.broker import die_with_parent, free_port
+from pipeline.settings import Settings
+from schemas import topics as T
+from schemas.events import RawRecord
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class WorkerProcess:
+    """``lifecycle worker`` as a child process; ready when /readyz says so."""
+
+    def __init__(self, settings: Settings, log_path: Path, ready_timeout: float = 90.0) -> None:
+        self.settings = settings if settings.web_port != 6066 else settings.with_(web_port=free_port())
+        self.log_path = log_path
+        self.ready_timeout = ready_timeout
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.settings.web_host}:{self.settings.web_port}"
+
+    def start(self) -> WorkerProcess:
+        env = os.environ.copy() | self.settings.to_env()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker"], env=env,
+                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     preexec_fn=die_with_parent)
+        log.close()
+        deadline = time.monotonic() + self.ready_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.proc.returncode}; log:\n{self.tail()}")
+            if self.get("/readyz", quiet=True) == 200:
+                return self
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"worker not ready after {self.ready_timeout}s; log:\n{self.tail()}")
+
+    def get(self, path: str, quiet: bool = False) -> int | None:
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=2) as resp:
+                return resp.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except OSError:
+            if quiet:
+                return None
+            raise
+
+    def fetch(self, path: str) -> bytes:
+        with urllib.request.urlopen(self.url + path, timeout=10) as resp:
+            return resp.read()
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        return proc.returncode
+
+    def kill(self) -> None:
+        """SIGKILL: no commit, no clean shutdown; the next worker replays."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def __enter__(self) -> WorkerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def produce_raw(bootstrap: str, records: Iterable[RawRecord], key: Callable[[RawRecord], str] | None = None) -> int:
+    """Write raw records to their source's raw topic (what a connector does)."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all", batch_size=256 * 1024)
+    n = 0
+    for record in records:
+        k = key(record) if key else record.event_id
+        producer.send(T.RAW[record.source], key=k.encode(), value=record.to_json())
+        n += 1
+    producer.flush()
+    producer.close()
+    return n
+
+
+def produce_bytes(bootstrap: str, topic: str, values: Sequence[bytes]) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap)
+    for v in values:
+        producer.send(topic, value=v)
+    producer.flush()
+    producer.close()
+
+
+def read_topic(bootstrap: str, topic: str, model: type[M] | None = None, timeout: float = 2.0) -> list:
+    """Everything on a topic right now, from the beginning, without a consumer group."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                             auto_offset_reset="earliest", consumer_timeout_ms=int(timeout * 1000))
+    parts = consumer.partitions_for_topic(topic) or set()
+    tps = [TopicPartition(topic, p) for p in sorted(parts)]
+    if not tps:
+        consumer.close()
+        return []
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    end = consumer.end_offsets(tps)
+    out = []
+    remaining = {tp for tp in tps if end[tp] > 0}
+    deadline = time.monotonic() + max(timeout, 10.0)
+    while remaining and time.monotonic() < deadline:
+        batch = consumer.poll(timeout_ms=500)
+        for tp, msgs in batch.items():
+            for m in msgs:
+                out.append(model.model_validate_json(m.value) if model else m)
+                if m.offset + 1 >= end[tp]:
+                    remaining.discard(tp)
+    consumer.close()
+    return out
+
+
+def group_lag(bootstrap: str, group: str, topics: Sequence[str]) -> int:
+    """Messages on ``topics`` not yet committed by ``group`` (-1 if the group has no commits yet)."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+        end = consumer.end_offsets(tps)
+        committed = admin.list_group_offsets({group: tps}).get(group, {})
+        total = 0
+        for tp in tps:
+            if end[tp] == 0:
+                continue
+            c = committed.get(tp)
+            if c is None or c.offset < 0:
+                total += end[tp]
+            else:
+                total += max(0, end[tp] - c.offset)
+        return total
+    finally:
+        consumer.close()
+        admin.close()
+
+
+def wait_caught_up(bootstrap: str, group: str, topics: Sequence[str], timeout: float = 120.0,
+                   settle: float = 1.5) -> float:
+    """Block until the group has committed everything on ``topics`` and stays so for ``settle`` s."""
+    start = time.monotonic()
+    zero_since: float | None = None
+    while time.monotonic() - start < timeout:
+        lag = group_lag(bootstrap, group, topics)
+        now = time.monotonic()
+        if lag == 0:
+            zero_since = zero_since or now
+            if now - zero_since >= settle:
+                return now - start
+        else:
+            zero_since = None
+        time.sleep(0.3)
+    raise TimeoutError(f"group {group} still lagging on {topics} after {timeout}s")
+
+
+def internal_topics() -> list[str]:
+    return [*T.RAW.values(), T.EVENTS, T.ACCOUNT_EVENTS]
+
+
+def dump_json(obj: object) -> str:
+    return json.dumps(obj, indent=2, default=str)

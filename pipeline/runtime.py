@@ -1,0 +1,47 @@
+"""Starting things: resolve the broker (configured or embedded), create topics, run a worker."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+
+from pipeline.broker import EmbeddedBroker
+from pipeline.settings import Settings
+from pipeline.topics import ensure_topics
+from schemas import topics as T
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def broker_for(settings: Settings) -> Iterator[Settings]:
+    """Yield settings with ``bootstrap_servers`` set, starting the embedded broker if none is configured."""
+    if settings.bootstrap_servers:
+        yield settings
+        return
+    with EmbeddedBroker() as broker:
+        log.warning("no KAFKA_BOOTSTRAP_SERVERS: started the embedded broker on %s", broker.bootstrap_servers)
+        yield settings.with_(bootstrap_servers=broker.bootstrap_servers)
+
+
+def create_topics(settings: Settings) -> list[str]:
+    """Create every topic of the pipeline (account-keyed ones with ``settings.partitions``)."""
+    assert settings.bootstrap_servers
+    single = [T.EVENTS, T.IDENTITY, T.DEAD_LETTER]
+    keyed = [n for n in T.all_topic_names() if n not in single]
+    created = ensure_topics(settings.bootstrap_servers, keyed, settings.partitions)
+    created += ensure_topics(settings.bootstrap_servers, single, 1)
+    return created
+
+
+def run_worker(settings: Settings) -> None:
+    """Run one Faust worker until SIGTERM/SIGINT (blocking)."""
+    from faust.worker import Worker
+
+    from pipeline.app import LifecyclePipeline
+
+    pipeline = LifecyclePipeline(settings)
+    create_topics(settings)
+    worker = Worker(pipeline.app, loglevel=settings.log_level, quiet=True)
+    worker.execute_from_commandline()
