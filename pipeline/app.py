@@ -115,6 +115,12 @@ class LifecyclePipeline:
         app.agent(self.events_topic, name="identity")(self._identity)
         app.agent(self.account_topic, name="accounts")(self._accounts)
         app.timer(settings.timer_interval)(self._fire_due)
+        if settings.sink_enabled:
+            from pipeline.sink import SINK_TOPICS, ReadModelSink
+
+            self.sink = ReadModelSink(settings.resolved_database_url)
+            sink_topic = app.topic(*SINK_TOPICS, value_serializer="raw", key_serializer="raw")
+            app.agent(sink_topic, name="readmodel")(self.sink.run)
         app.on_partitions_assigned.connect(self._on_assigned)
         app.task(self._mark_started)
         if settings.web_enabled:

@@ -23,6 +23,7 @@ class Settings:
     journey_path: str | None = None               # None: the default journey shipped in the package
     data_dir: Path = Path("lifecycle-data")
     database_url: str | None = None               # None: SQLite file under data_dir
+    sink_enabled: bool = True                     # run the read-model sink agent in this worker
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     web_enabled: bool = True
@@ -45,6 +46,7 @@ class Settings:
             journey_path=os.environ.get("LIFECYCLE_JOURNEY", "").strip() or None,
             data_dir=Path(_env("LIFECYCLE_DATA_DIR", "lifecycle-data")),
             database_url=os.environ.get("LIFECYCLE_DATABASE_URL", "").strip() or None,
+            sink_enabled=_env("LIFECYCLE_SINK_ENABLED", "1") != "0",
             web_host=_env("LIFECYCLE_WEB_HOST", "127.0.0.1"),
             web_port=int(_env("LIFECYCLE_WEB_PORT", "6066")),
             web_enabled=_env("LIFECYCLE_WEB_ENABLED", "1") != "0",
@@ -56,6 +58,10 @@ class Settings:
             log_level=_env("LIFECYCLE_LOG_LEVEL", "warn"),
         )
 
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'readmodel.db'}"
+
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
@@ -65,6 +71,7 @@ class Settings:
             "LIFECYCLE_APP_ID": self.app_id,
             "LIFECYCLE_PARTITIONS": str(self.partitions),
             "LIFECYCLE_DATA_DIR": str(self.data_dir),
+            "LIFECYCLE_SINK_ENABLED": "1" if self.sink_enabled else "0",
             "LIFECYCLE_WEB_HOST": self.web_host,
             "LIFECYCLE_WEB_PORT": str(self.web_port),
             "LIFECYCLE_WEB_ENABLED": "1" if self.web_enabled else "0",
