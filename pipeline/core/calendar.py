@@ -96,10 +96,11 @@ class BusinessCalendar:
         if start.tzinfo is None:
             raise ValueError("start must carry a timezone")
         unit = Unit(unit)
+        # Elapsed time is added in UTC: Python adds to an aware local time on the wall clock.
         if unit is Unit.MINUTES:
-            return (start + timedelta(minutes=amount)).astimezone(timezone.utc)
+            return start.astimezone(timezone.utc) + timedelta(minutes=amount)
         if unit is Unit.HOURS:
-            return (start + timedelta(hours=amount)).astimezone(timezone.utc)
+            return start.astimezone(timezone.utc) + timedelta(hours=amount)
         local = start.astimezone(self.tz)
         day, wall = local.date(), local.time()
         if unit is Unit.DAYS:
