@@ -29,6 +29,26 @@ def worker() -> None:
         run_worker(settings)
 
 
+@main.command()
+@click.option("--accounts", default=40, show_default=True, help="Accounts in the generated sample.")
+@click.option("--seed", default=7, show_default=True)
+def demo(accounts: int, seed: int) -> None:
+    """Run the main job on the embedded broker with a generated sample and print a summary."""
+    from pipeline.demo import run_demo
+
+    run_demo(Settings.from_env(), accounts=accounts, seed=seed, echo=click.echo)
+
+
+@main.command()
+@click.option("--accounts", default=600, show_default=True, help="Accounts in the generated sample (scales events).")
+@click.option("--seed", default=11, show_default=True)
+def bench(accounts: int, seed: int) -> None:
+    """Measure raw consume→decode→produce vs the real pipeline on the same events, same broker."""
+    from pipeline.bench import run_bench
+
+    run_bench(Settings.from_env(), accounts=accounts, seed=seed, echo=click.echo)
+
+
 @main.group()
 def topics() -> None:
     """Topic administration."""
