@@ -107,13 +107,14 @@ class WorkerProcess:
         self.stop()
 
 
-def produce_raw(bootstrap: str, records: Iterable[RawRecord], key: Callable[[RawRecord], str] | None = None) -> int:
-    """Write raw records to their source's raw topic (what a connector does)."""
+def produce_raw(bootstrap: str, records: Iterable[RawRecord], key: Callable[[RawRecord], str] | None = None,
+                topic: str | None = None) -> int:
+    """Write raw records to their source's raw topic (what a connector does), or all to ``topic``."""
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all", batch_size=256 * 1024)
     n = 0
     for record in records:
         k = key(record) if key else record.event_id
-        producer.send(T.RAW[record.source], key=k.encode(), value=record.to_json())
+        producer.send(topic or T.RAW[record.source], key=k.encode(), value=record.to_json())
         n += 1
     producer.flush()
     producer.close()
