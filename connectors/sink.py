@@ -17,11 +17,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaProducer
 
-from connectors.base import ParseError, parser_for
+from connectors.base import ParseError, parser_for, to_raw_records
 from pipeline.metrics import CONNECTOR_LAST_SUCCESS, CONNECTOR_RECORDS, DEAD_LETTERS
 from schemas.base import utcnow
 from schemas.events import DeadLetter, RawRecord, SourceKind
@@ -38,6 +40,24 @@ EVENT_ID_HEADER = "event_id"
 
 class SinkError(RuntimeError):
     """Kafka did not take a record (after the producer's own retries)."""
+
+
+@dataclass
+class Submitted:
+    """What became of one delivery: raw records queued (with their futures), or a dead letter."""
+
+    records: list[RawRecord] = field(default_factory=list)
+    deliveries: list[asyncio.Future[Any]] = field(default_factory=list)
+    dead_letter: DeadLetter | None = None
+
+    async def acknowledged(self) -> None:
+        """Wait until Kafka has every record of this delivery; SinkError if any was refused."""
+        if not self.deliveries:
+            return
+        results = await asyncio.gather(*self.deliveries, return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            raise SinkError(f"{len(failed)} of {len(results)} records not acknowledged: {failed[0]!r}") from failed[0]
 
 
 class RecordSink:
@@ -128,14 +148,38 @@ class RecordSink:
     async def send_and_wait(self, record: RawRecord) -> Any:
         return await (await self.send(record))
 
-    async def send_all(self, records: list[RawRecord]) -> list[Any]:
+    async def send_all(self, records: list[RawRecord]) -> None:
         """Queue several records, then wait until Kafka acknowledged all of them."""
-        deliveries = [await self.send(r) for r in records]
-        results = await asyncio.gather(*deliveries, return_exceptions=True)
-        failed = [r for r in results if isinstance(r, BaseException)]
-        if failed:
-            raise SinkError(f"{len(failed)} of {len(records)} records not acknowledged: {failed[0]!r}") from failed[0]
-        return results
+        await Submitted(records, [await self.send(r) for r in records]).acknowledged()
+
+    async def submit(self, vendor: str, body: Any, *, transport: str, original: bytes | None = None,
+                     where: str = "", received_at: Any = None) -> Submitted:
+        """One delivery (bytes to decode, or an already decoded JSON value) → queued raw records.
+
+        The one path every transport takes: decode, ``to_raw_records`` (the vendor's
+        ``split``), send. Input without a usable shape becomes a dead letter that
+        keeps the original bytes, with ``where`` (a line number, a page) in the detail.
+        """
+        if original is None:
+            original = body if isinstance(body, bytes | bytearray) else orjson.dumps(body)
+        prefix = f"{where}: " if where else ""
+        try:
+            if isinstance(body, bytes | bytearray):
+                try:
+                    body = orjson.loads(body)
+                except orjson.JSONDecodeError as exc:
+                    raise ParseError("not_json", f"body is not JSON ({exc})") from None
+            records = to_raw_records(vendor, body, transport, received_at or utcnow())
+        except ParseError as exc:
+            letter = await self.dead_letter(reason=exc.reason, detail=prefix + exc.detail, original=original,
+                                            vendor=vendor, transport=transport, origin_ref=where)
+            return Submitted(dead_letter=letter)
+        except Exception as exc:  # a parser bug must not lose the input either
+            log.exception("parser for %s failed on a %s delivery", vendor, transport)
+            letter = await self.dead_letter(reason="invalid", detail=f"{prefix}parser raised {exc!r}",
+                                            original=original, vendor=vendor, transport=transport, origin_ref=where)
+            return Submitted(dead_letter=letter)
+        return Submitted(records=records, deliveries=[await self.send(r) for r in records])
 
     # dead letters --------------------------------------------------------------
 

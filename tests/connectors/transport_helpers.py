@@ -34,13 +34,9 @@ class StandInParser:
 
     def split(self, body: Any) -> list[dict[str, Any]]:
         items = body if isinstance(body, list) else [body]
-        if not items:
-            raise ParseError("invalid", "empty delivery")
         for item in items:
             if not isinstance(item, dict):
                 raise ParseError("not_an_object", f"{type(item).__name__} is not an object")
-            if self.id_field not in item:
-                raise ParseError("missing_field", f"{self.id_field} missing")
         return items
 
     def event_id(self, payload: dict[str, Any]) -> str:
@@ -63,12 +59,15 @@ STAND_INS = [
 ]
 
 
+VENDORS = tuple(p.vendor for p in STAND_INS)
+
+
 def real_parsers_available() -> bool:
     try:
         base._load_builtin_parsers()
-        return True
     except ImportError:
-        return False
+        pass
+    return all(v in base._REGISTRY and not isinstance(base._REGISTRY[v], StandInParser) for v in VENDORS)
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +78,8 @@ def parsers() -> Iterator[str]:
         return
     snapshot = dict(base._REGISTRY)
     for p in STAND_INS:
-        base.register(p)
+        if p.vendor not in snapshot:
+            base.register(p)
     try:
         yield "stand-in"
     finally:
@@ -94,14 +94,31 @@ def topics(kafka_bootstrap: str) -> str:
 
 
 async def end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    """The true next offset of each partition.
+
+    Tansu (in-memory storage) answers ListOffsets(latest) with the base offset of
+    the last *batch* + 1, which is short of the end after a batched produce; so
+    read on from there to the real last record.
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50)
     await consumer.start()
     try:
-        parts = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or set())]
+        parts = consumer.partitions_for_topic(topic) or set()
         if not parts:
             await consumer._client.force_metadata_update()
-            parts = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or set())]
-        return await consumer.end_offsets(parts)
+            parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in parts]
+        ends = await consumer.end_offsets(tps)
+        consumer.assign(tps)
+        for tp, offset in ends.items():
+            consumer.seek(tp, offset)
+        while True:
+            batch = await consumer.getmany(timeout_ms=100, max_records=100_000)
+            if not batch:
+                return ends
+            for tp, msgs in batch.items():
+                if msgs:
+                    ends[tp] = max(ends[tp], msgs[-1].offset + 1)
     finally:
         await consumer.stop()
 
