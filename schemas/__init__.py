@@ -6,7 +6,8 @@ backward-compatible ways (add optional fields) and re-export JSON Schemas with
 """
 
 from schemas.base import Record
-from schemas.events import DeadLetter, IdentityLink, LifecycleEvent, Person, RawRecord, SourceKind, Tick
+from schemas.events import DeadLetter, IdentityLink, LifecycleEvent, Person, RawRecord, SourceKind
+from schemas.accounts import AccountMessage, Merge
 from schemas.handoffs import Handoff, HandoffStatus
 from schemas.sla import SlaBreach, SlaBreachStatus
 from schemas.transitions import StageTransition
@@ -19,8 +20,9 @@ __all__ = [
     "IdentityLink",
     "Person",
     "SourceKind",
-    "Tick",
     "DeadLetter",
+    "AccountMessage",
+    "Merge",
     "StageTransition",
     "Handoff",
     "HandoffStatus",

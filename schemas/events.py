@@ -83,22 +83,6 @@ class LifecycleEvent(Record):
         return f"{vendor}:{vendor_event_id}{'#' + suffix if suffix else ''}"
 
 
-class Tick(Record):
-    """A timer's nudge for one account: 'the clock is now ``now``; fire what is due'.
-
-    Sent by the per-worker SLA timer back through the account topic, so that
-    state changes only inside the agent that owns the account.
-    """
-
-    account_id: str
-    now: UtcDatetime
-    tick_id: str = ""
-
-    def model_post_init(self, __context: Any) -> None:
-        if not self.tick_id:
-            self.tick_id = stable_id(self.account_id, self.now.isoformat(), prefix="tick-")
-
-
 class DeadLetter(Record):
     """Input the pipeline could not use, kept with the reason and the original bytes."""
 

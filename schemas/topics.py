@@ -34,6 +34,7 @@ STAGE_TRANSITIONS = "lifecycle.stage-transitions"
 HANDOFFS = "lifecycle.handoffs"
 SLA_BREACHES = "lifecycle.sla-breaches"
 DEAD_LETTER = "lifecycle.dead-letter"
+IDENTITY = "lifecycle.identity"               # identity decisions and account merges
 
 PUBLIC: tuple[TopicSpec, ...] = (
     *(TopicSpec(name, RawRecord, f"Native {kind.value} payloads from connectors") for kind, name in RAW.items()),
@@ -46,4 +47,4 @@ PUBLIC: tuple[TopicSpec, ...] = (
 
 
 def all_topic_names() -> list[str]:
-    return [spec.name for spec in PUBLIC] + [ACCOUNT_EVENTS]
+    return [spec.name for spec in PUBLIC] + [ACCOUNT_EVENTS, IDENTITY]

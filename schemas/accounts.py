@@ -1,0 +1,34 @@
+"""What flows on the account-keyed topic (``lifecycle.account-events``).
+
+One envelope for the three things an account's owner must see in order: its
+resolved events, timer ticks, and identity merges that move history between
+accounts. Internal to the pipeline, but versioned like the rest of the contract.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from schemas.base import Record, UtcDatetime
+from schemas.events import LifecycleEvent
+
+
+class Merge(Record):
+    """Account ``from_account`` was found to be ``into_account`` (a late identity link)."""
+
+    merge_id: str
+    from_account: str
+    into_account: str
+    reason: str
+    decided_at: UtcDatetime
+
+
+class AccountMessage(Record):
+    type: Literal["event", "tick", "merge_out", "merge_in"]
+    account_id: str
+    event: LifecycleEvent | None = None
+    now: UtcDatetime | None = Field(default=None, description="For ticks: the clock reading to fire up to")
+    merge: Merge | None = None
+    journal: list[LifecycleEvent] = Field(default_factory=list, description="For merge_in: the absorbed account's events")
