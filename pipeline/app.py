@@ -2,11 +2,15 @@
 
 Topology (every arrow a Kafka topic)::
 
-    lifecycle.raw.{crm,billing,product,support}     RawRecord (native payloads)
-        └─ normalize ─→ lifecycle.events            LifecycleEvent       (bad input → lifecycle.dead-letter)
-             └─ identity ─→ lifecycle.account-events AccountMessage, keyed by account
-                  └─ accounts ─→ lifecycle.stage-transitions / .handoffs / .sla-breaches
+    lifecycle.raw.{crm,billing,product,support}   RawRecord (native payloads), 1 partition each
+        └─ ingest: parse + resolve identity ─→ lifecycle.account-events   AccountMessage, keyed by account
+             │      (bad input → lifecycle.dead-letter; identity facts → lifecycle.identity)
+             └─ accounts ─→ lifecycle.stage-transitions / .handoffs / .sla-breaches
+                  └─ readmodel (batched SQL sink)
     timer (every worker, own partitions) ─→ lifecycle.account-events (ticks)
+
+Parsing and identity resolution share one hop: identity needs one global,
+ordered view (a single partition), and parsing is cheap next to a Kafka hop.
 
 State changes only inside agents; the timer only reads the ``deadlines`` table
 and sends ticks back through the account topic (Faust has no per-key timers,
@@ -28,11 +32,12 @@ from pipeline import metrics
 from pipeline.clock import WatermarkClock
 from pipeline.codecs import ORJSON, STR, codec_for
 from pipeline.core.account import AccountLogic, Outputs
-from pipeline.core.state import AccountState
+from pipeline.core.identity import IdentityResolver
+from pipeline.core.state import AccountState, Journal
 from pipeline.journey import JourneyDefinition, load_journey
 from pipeline.settings import Settings
 from schemas import topics as T
-from schemas.accounts import AccountMessage, Merge
+from schemas.accounts import AccountMessage
 from schemas.base import utcnow
 from schemas.events import DeadLetter, LifecycleEvent, RawRecord
 from schemas.handoffs import Handoff
@@ -82,10 +87,7 @@ class LifecyclePipeline:
         app = self.app
 
         # ---- topics -----------------------------------------------------------------
-        self.raw_topic = app.topic(*T.RAW.values(), value_serializer="raw",
-                                   key_serializer="raw", partitions=settings.partitions)
-        self.events_topic = app.topic(T.EVENTS, key_serializer=STR, value_serializer=codec_for(LifecycleEvent),
-                                      partitions=1)
+        self.raw_topic = app.topic(*T.RAW.values(), value_serializer="raw", key_serializer="raw", partitions=1)
         self.account_topic = app.topic(T.ACCOUNT_EVENTS, key_serializer=STR,
                                        value_serializer=codec_for(AccountMessage), partitions=settings.partitions)
         self.transitions_topic = app.topic(T.STAGE_TRANSITIONS, key_serializer=STR,
@@ -94,25 +96,26 @@ class LifecyclePipeline:
                                         partitions=settings.partitions)
         self.breaches_topic = app.topic(T.SLA_BREACHES, key_serializer=STR, value_serializer=codec_for(SlaBreach),
                                         partitions=settings.partitions)
-        self.identity_topic = app.topic(T.IDENTITY, key_serializer=STR, value_serializer=ORJSON, partitions=1)
+        self.identity_topic = app.topic(T.IDENTITY, key_serializer=STR, value_serializer="raw", partitions=1)
         self.dead_letter_topic = app.topic(T.DEAD_LETTER, key_serializer=STR, value_serializer=codec_for(DeadLetter),
                                            partitions=1)
 
         # ---- tables (changelogged: they survive restarts and rebalances) -----------------
         self.accounts = app.Table("accounts", default=None, partitions=settings.partitions,
                                   schema=faust.Schema(key_serializer=STR, value_serializer=codec_for(AccountState)))
+        self.journals = app.Table("journals", default=None, partitions=settings.partitions,
+                                  schema=faust.Schema(key_serializer=STR, value_serializer=codec_for(Journal)))
         self.deadlines = app.Table("deadlines", default=None, partitions=settings.partitions,
                                    schema=faust.Schema(key_serializer=STR, value_serializer=ORJSON))
         self.identity_links = app.Table("identity-links", default=None, partitions=1,
                                         schema=faust.Schema(key_serializer=STR, value_serializer=ORJSON))
         self.identity_accounts = app.Table("identity-accounts", default=None, partitions=1,
                                            schema=faust.Schema(key_serializer=STR, value_serializer=ORJSON))
-        self.resolver = _resolver(self.journey, self.identity_links, self.identity_accounts)
+        self.resolver = IdentityResolver(self.journey.identity, self.identity_links, self.identity_accounts)
         self._ticks_sent: dict[str, float] = {}
         self.started = False
 
-        app.agent(self.raw_topic, name="normalize")(self._normalize)
-        app.agent(self.events_topic, name="identity")(self._identity)
+        app.agent(self.raw_topic, name="ingest")(self._ingest)
         app.agent(self.account_topic, name="accounts")(self._accounts)
         app.timer(settings.timer_interval)(self._fire_due)
         if settings.sink_enabled:
@@ -146,8 +149,8 @@ class LifecyclePipeline:
         self._ticks_sent.clear()
 
     # ---- agents ----------------------------------------------------------------------
-    async def _normalize(self, stream: faust.StreamT) -> None:
-        """Raw vendor payload → canonical events; anything unusable → dead letter."""
+    async def _ingest(self, stream: faust.StreamT) -> None:
+        """Raw vendor payload → canonical events → one account each; anything unusable → dead letter."""
         async for event in stream.events():
             value: bytes = event.value
             topic = event.message.topic
@@ -184,23 +187,20 @@ class LifecyclePipeline:
             metrics.EVENTS_INGESTED.labels(raw.source.value, "accepted").inc()
             for ev in canonical:
                 metrics.CANONICAL_EVENTS.labels(ev.kind).inc()
-                await self.events_topic.send(key=ev.identifiers[0], value=ev)
+                await self._resolve_and_route(ev)
 
-    async def _identity(self, stream: faust.StreamT) -> None:
-        """Resolve each event to one account; announce merges and decisions."""
-        async for ev in stream:
-            resolution = self.resolver.resolve(ev)
-            for decision in resolution.decisions:
-                await self.identity_topic.send(key=decision.identifier, value={"type": "decision", **decision.model_dump(mode="json")})
-            for merged in resolution.merges:
-                merge = Merge(merge_id=merged.merge_id, from_account=merged.from_account,
-                              into_account=merged.into_account, reason=merged.reason, decided_at=merged.decided_at)
-                await self.identity_topic.send(key=merge.from_account, value={"type": "merge", **merge.model_dump(mode="json")})
-                await self.account_topic.send(key=merge.from_account, value=AccountMessage(
-                    type="merge_out", account_id=merge.from_account, merge=merge))
-            ev.account_id = resolution.account_id
-            await self.account_topic.send(key=ev.account_id,
-                                          value=AccountMessage(type="event", account_id=ev.account_id, event=ev))
+    async def _resolve_and_route(self, ev: LifecycleEvent) -> None:
+        """Resolve an event to one account; announce merges and decisions; route it to its account."""
+        resolution = self.resolver.resolve(ev)
+        for decision in resolution.decisions:
+            await self.identity_topic.send(key=decision.identifier, value=decision.to_json())
+        for merge in resolution.merges:
+            await self.identity_topic.send(key=merge.from_account, value=merge.to_json())
+            await self.account_topic.send(key=merge.from_account, value=AccountMessage(
+                type="merge_out", account_id=merge.from_account, merge=merge))
+        ev.account_id = resolution.account_id
+        await self.account_topic.send(key=ev.account_id,
+                                      value=AccountMessage(type="event", account_id=ev.account_id, event=ev))
 
     async def _accounts(self, stream: faust.StreamT) -> None:
         """The per-account state machine: events, ticks and merges, in partition order."""
@@ -224,13 +224,21 @@ class LifecyclePipeline:
             elif msg.type == "tick" and msg.now is not None:
                 out = self.logic.on_tick(state, msg.now)
             elif msg.type == "merge_out" and msg.merge is not None:
+                journal = self.journals.get(account_id)
                 await self.account_topic.send(key=msg.merge.into_account, value=AccountMessage(
-                    type="merge_in", account_id=msg.merge.into_account, merge=msg.merge, journal=state.journal))
+                    type="merge_in", account_id=msg.merge.into_account, merge=msg.merge,
+                    journal=journal.events if journal else []))
                 state = AccountState(account_id=account_id, merged_into=msg.merge.into_account,
                                      stage=state.stage, history=state.history)
+                if journal is not None:
+                    del self.journals[account_id]
             elif msg.type == "merge_in":
                 out = self.logic.on_merge_in(state, msg.journal)
             self.accounts[account_id] = state
+            if out.journal:
+                journal = self.journals.get(account_id) or Journal()
+                journal.extend(out.journal)
+                self.journals[account_id] = journal
             due = self.logic.notify_at(state)
             if due is not None:
                 self.deadlines[account_id] = due.timestamp()
@@ -273,18 +281,6 @@ class LifecyclePipeline:
                 type="tick", account_id=account_id, now=now))
         metrics.TABLE_KEYS.labels("accounts").set(len(self.accounts))
         metrics.TABLE_KEYS.labels("deadlines").set(len(self.deadlines))
-
-
-def _resolver(journey: JourneyDefinition, links: Any, accounts: Any) -> Any:
-    try:
-        from pipeline.core.identity import IdentityResolver
-    except ImportError:  # TEMPORARY until identity lands: account = first identifier
-        class _First:
-            def resolve(self, ev: LifecycleEvent) -> Any:
-                from types import SimpleNamespace
-                return SimpleNamespace(account_id=f"acct:{ev.identifiers[0]}", merges=[], decisions=[])
-        return _First()
-    return IdentityResolver(journey.identity, links, accounts)
 
 
 def _short(exc: ValidationError) -> str:

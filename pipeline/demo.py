@@ -56,7 +56,7 @@ def run_demo(settings: Settings, accounts: int = 40, seed: int = 7, echo: Echo =
             echo(f"worker ready in {time.monotonic() - started:.1f}s (web {worker.url})")
             fed = feed_sample(s.bootstrap_servers, sample)
             echo(f"fed {fed} records through the file-replay connector")
-            topics = [*T.RAW.values(), T.EVENTS, T.ACCOUNT_EVENTS, T.STAGE_TRANSITIONS, T.HANDOFFS,
+            topics = [*T.RAW.values(), T.ACCOUNT_EVENTS, T.STAGE_TRANSITIONS, T.HANDOFFS,
                       T.SLA_BREACHES, T.IDENTITY]
             took = wait_caught_up(s.bootstrap_servers, s.app_id, topics, timeout=150)
             echo(f"processed in {took:.1f}s; waiting for the SLA clock to reach the wall clock ...")

@@ -197,7 +197,7 @@ def wait_caught_up(bootstrap: str, group: str, topics: Sequence[str], timeout: f
 
 
 def internal_topics() -> list[str]:
-    return [*T.RAW.values(), T.EVENTS, T.ACCOUNT_EVENTS]
+    return [*T.RAW.values(), T.ACCOUNT_EVENTS]
 
 
 def dump_json(obj: object) -> str:

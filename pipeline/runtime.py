@@ -28,7 +28,7 @@ def broker_for(settings: Settings) -> Iterator[Settings]:
 def create_topics(settings: Settings) -> list[str]:
     """Create every topic of the pipeline (account-keyed ones with ``settings.partitions``)."""
     assert settings.bootstrap_servers
-    single = [T.EVENTS, T.IDENTITY, T.DEAD_LETTER]
+    single = [*T.RAW.values(), T.IDENTITY, T.DEAD_LETTER]  # one ordered view for identity
     keyed = [n for n in T.all_topic_names() if n not in single]
     created = ensure_topics(settings.bootstrap_servers, keyed, settings.partitions)
     created += ensure_topics(settings.bootstrap_servers, single, 1)

@@ -13,12 +13,12 @@ import logging
 from typing import Any
 
 import faust
-import orjson
 from pydantic import BaseModel, ValidationError
 
 from pipeline import metrics
 from schemas import topics as T
 from schemas.handoffs import Handoff
+from schemas.identity import AccountMerged, parse_identity_record
 from schemas.sla import SlaBreach
 from schemas.transitions import StageTransition
 
@@ -46,9 +46,9 @@ class ReadModelSink:
     def decode(self, topic: str, value: bytes) -> tuple[list[Any], list[tuple[str, str]]]:
         """One message → records to apply, merges to mark."""
         if topic == T.IDENTITY:
-            data = orjson.loads(value)
-            if data.get("type") == "merge":
-                return [], [(data["from_account"], data["into_account"])]
+            record = parse_identity_record(value)
+            if isinstance(record, AccountMerged):
+                return [], [(record.from_account, record.into_account)]
             return [], []
         return [_MODELS[topic].model_validate_json(value)], []
 

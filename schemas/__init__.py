@@ -7,7 +7,8 @@ backward-compatible ways (add optional fields) and re-export JSON Schemas with
 
 from schemas.base import Record
 from schemas.events import DeadLetter, IdentityLink, LifecycleEvent, Person, RawRecord, SourceKind
-from schemas.accounts import AccountMessage, Merge
+from schemas.accounts import AccountMessage
+from schemas.identity import AccountMerged, IdentityDecision
 from schemas.handoffs import Handoff, HandoffStatus
 from schemas.sla import SlaBreach, SlaBreachStatus
 from schemas.transitions import StageTransition
@@ -22,7 +23,8 @@ __all__ = [
     "SourceKind",
     "DeadLetter",
     "AccountMessage",
-    "Merge",
+    "AccountMerged",
+    "IdentityDecision",
     "StageTransition",
     "Handoff",
     "HandoffStatus",

@@ -13,16 +13,7 @@ from pydantic import Field
 
 from schemas.base import Record, UtcDatetime
 from schemas.events import LifecycleEvent
-
-
-class Merge(Record):
-    """Account ``from_account`` was found to be ``into_account`` (a late identity link)."""
-
-    merge_id: str
-    from_account: str
-    into_account: str
-    reason: str
-    decided_at: UtcDatetime
+from schemas.identity import AccountMerged
 
 
 class AccountMessage(Record):
@@ -30,5 +21,5 @@ class AccountMessage(Record):
     account_id: str
     event: LifecycleEvent | None = None
     now: UtcDatetime | None = Field(default=None, description="For ticks: the clock reading to fire up to")
-    merge: Merge | None = None
+    merge: AccountMerged | None = None
     journal: list[LifecycleEvent] = Field(default_factory=list, description="For merge_in: the absorbed account's events")

@@ -28,7 +28,6 @@ RAW_BILLING = RAW[SourceKind.BILLING]
 RAW_PRODUCT = RAW[SourceKind.PRODUCT]
 RAW_SUPPORT = RAW[SourceKind.SUPPORT]
 
-EVENTS = "lifecycle.events"                  # canonical events, keyed by first identifier (to identity)
 ACCOUNT_EVENTS = "lifecycle.account-events"  # resolved events and ticks, keyed by account id
 STAGE_TRANSITIONS = "lifecycle.stage-transitions"
 HANDOFFS = "lifecycle.handoffs"
@@ -38,7 +37,6 @@ IDENTITY = "lifecycle.identity"               # identity decisions and account m
 
 PUBLIC: tuple[TopicSpec, ...] = (
     *(TopicSpec(name, RawRecord, f"Native {kind.value} payloads from connectors") for kind, name in RAW.items()),
-    TopicSpec(EVENTS, LifecycleEvent, "Canonical events before identity resolution"),
     TopicSpec(STAGE_TRANSITIONS, StageTransition, "Every stage change of every account"),
     TopicSpec(HANDOFFS, Handoff, "Handoffs between owning teams, re-emitted on each status change"),
     TopicSpec(SLA_BREACHES, SlaBreach, "SLA deadlines missed, and late recoveries"),

@@ -34,6 +34,7 @@ class Outputs:
     transitions: list[StageTransition] = field(default_factory=list)
     handoffs: list[Handoff] = field(default_factory=list)
     breaches: list[SlaBreach] = field(default_factory=list)
+    journal: list[LifecycleEvent] = field(default_factory=list)  # events to keep for a future merge
 
     def __bool__(self) -> bool:
         return bool(self.transitions or self.handoffs or self.breaches)
@@ -55,8 +56,8 @@ class AccountLogic:
         out.outcome = result.outcome
         if result.outcome is Outcome.DUPLICATE:
             return out
-        if event.kind in self.journey.relevant_kinds:
-            state.keep(event)
+        if result.outcome is not Outcome.NO_MATCH or event.source in ("crm", "billing"):
+            out.journal.append(event)
         out.transitions.extend(result.transitions)
         out.handoffs.extend(self.handoffs.on_event(state.handoffs, state, event, result.transitions, now))
         out.breaches.extend(self.sla.on_event(state.sla, state, event, result.transitions, now))
@@ -74,6 +75,7 @@ class AccountLogic:
             out.transitions += step.transitions
             out.handoffs += step.handoffs
             out.breaches += step.breaches
+            out.journal += step.journal
         return out
 
     def on_tick(self, state: AccountState, now: datetime) -> Outputs:

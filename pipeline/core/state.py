@@ -11,8 +11,8 @@ from schemas.base import UtcDatetime
 from schemas.events import LifecycleEvent
 
 JOURNAL_KEPT = 300    # events that mattered to the journey, re-played into the survivor on a merge
-RECENT_IDS = 256      # idempotency window: duplicates are re-deliveries, which arrive close together
-IGNORED_KEPT = 50
+RECENT_IDS = 64       # idempotency window: re-deliveries after a crash replay the last uncommitted batch
+IGNORED_KEPT = 20
 
 
 class StageVisit(BaseModel):
@@ -50,7 +50,6 @@ class AccountState(BaseModel):
     history: list[StageVisit] = Field(default_factory=list)
     ignored: list[IgnoredMove] = Field(default_factory=list)
     merged_into: str | None = None
-    journal: list[LifecycleEvent] = Field(default_factory=list)
     sla: SlaState = Field(default_factory=SlaState)
     handoffs: HandoffState = Field(default_factory=HandoffState)
 
@@ -63,12 +62,21 @@ class AccountState(BaseModel):
             del self.recent_event_ids[: len(self.recent_event_ids) - RECENT_IDS]
         return True
 
-    def keep(self, event: LifecycleEvent) -> None:
-        self.journal.append(event)
-        if len(self.journal) > JOURNAL_KEPT:
-            del self.journal[0]
-
     def note_ignored(self, move: IgnoredMove) -> None:
         self.ignored.append(move)
         if len(self.ignored) > IGNORED_KEPT:
             del self.ignored[0]
+
+
+class Journal(BaseModel):
+    """The account's business-significant events, kept apart from ``AccountState`` so the
+    hot per-event state write stays small; read only when the account is merged away."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[LifecycleEvent] = Field(default_factory=list)
+
+    def extend(self, events: list[LifecycleEvent]) -> None:
+        self.events.extend(events)
+        if len(self.events) > JOURNAL_KEPT:
+            del self.events[: len(self.events) - JOURNAL_KEPT]

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from pipeline.core.engine import Outcome, apply_event
-from pipeline.core.state import AccountState
+from pipeline.core.state import RECENT_IDS, AccountState
 from pipeline.journey import load_journey, parse_journey
 from schemas.transitions import StageTransition
 from tests.core.factories import T0, at, ev
@@ -145,7 +145,7 @@ def test_idempotency_window_is_bounded():
     state = AccountState(account_id="a")
     for i in range(1000):
         state.remember(f"e{i}")
-    assert len(state.recent_event_ids) == 256 and state.recent_event_ids[-1] == "e999"
+    assert len(state.recent_event_ids) == RECENT_IDS and state.recent_event_ids[-1] == "e999"
 
 
 @pytest.mark.parametrize("order", [[0, 1, 2, 3], [1, 0, 2, 3], [0, 2, 1, 3]])
