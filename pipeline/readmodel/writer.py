@@ -1,0 +1,307 @@
+"""Applying stage transitions, handoffs and SLA breaches to the read model.
+
+Shaped like a Quix Streams sink: the caller batches records and calls
+:meth:`ReadModelWriter.apply` at checkpoint; each call is one transaction.
+Delivery is at-least-once and partitions interleave, so every write is an
+idempotent upsert keyed by the records' deterministic ids, and nothing depends
+on arrival order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+from pipeline.metrics import READ_MODEL_ROWS
+from pipeline.readmodel.models import accounts, handoffs, sla_breaches, stage_history
+from schemas.base import utcnow
+from schemas.handoffs import Handoff, HandoffStatus
+from schemas.sla import SlaBreach, SlaBreachStatus
+from schemas.transitions import StageTransition
+
+Applicable = StageTransition | Handoff | SlaBreach
+
+_CHUNK = 500  # ids per IN (...) list; far below every backend's parameter limit
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What a batch did: ``inserted`` records changed the read model; ``duplicates``
+    were already reflected (re-delivered, or superseded by a newer version)."""
+
+    inserted: int = 0
+    duplicates: int = 0
+
+
+class ReadModelWriter:
+    """Writes records into the read model, one transaction per batch."""
+
+    def __init__(self, engine: Engine) -> None:
+        if engine.dialect.name not in ("sqlite", "postgresql"):
+            raise ValueError(f"the read model supports SQLite and PostgreSQL, not {engine.dialect.name!r}")
+        self.engine = engine
+        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+
+    # ---- public API -----------------------------------------------------------------
+    def apply(self, records: Sequence[Applicable]) -> ApplyResult:
+        """Apply a batch atomically; re-applying the same records changes nothing."""
+        transitions: list[StageTransition] = []
+        handoff_records: list[Handoff] = []
+        breaches: list[SlaBreach] = []
+        for i, record in enumerate(records):
+            if isinstance(record, StageTransition):
+                transitions.append(record)
+            elif isinstance(record, Handoff):
+                handoff_records.append(record)
+            elif isinstance(record, SlaBreach):
+                breaches.append(record)
+            else:
+                raise TypeError(
+                    f"records[{i}] is a {type(record).__name__}; the read model takes "
+                    "StageTransition, Handoff or SlaBreach"
+                )
+        now = utcnow()
+        with self.engine.begin() as conn:
+            applied = {
+                "transition": (len(transitions), self._apply_transitions(conn, transitions)),
+                "handoff": (len(handoff_records), self._apply_handoffs(conn, handoff_records)),
+                "sla_breach": (len(breaches), self._apply_breaches(conn, breaches, now)),
+            }
+            changed: dict[str, list[Applicable]] = {}
+            for _, records_applied in applied.values():
+                for r in records_applied:
+                    changed.setdefault(r.account_id, []).append(r)
+            self._refresh_accounts(conn, changed, now)
+        inserted = duplicates = 0
+        for kind, (total, records_applied) in applied.items():
+            new, dup = len(records_applied), total - len(records_applied)
+            if new:
+                READ_MODEL_ROWS.labels(kind=kind, outcome="inserted").inc(new)
+            if dup:
+                READ_MODEL_ROWS.labels(kind=kind, outcome="duplicate").inc(dup)
+            inserted += new
+            duplicates += dup
+        return ApplyResult(inserted=inserted, duplicates=duplicates)
+
+    def mark_merged(self, from_account: str, into_account: str) -> None:
+        """Record that identity resolution merged ``from_account`` into ``into_account``.
+
+        Reports then count both ids as one account (``into_account``'s chain end).
+        """
+        if not from_account or not into_account:
+            raise ValueError("mark_merged needs two non-empty account ids")
+        if from_account == into_account:
+            raise ValueError(f"cannot merge account {from_account!r} into itself")
+        with self.engine.begin() as conn:
+            root = into_account
+            seen = {from_account}
+            while True:
+                nxt = conn.execute(
+                    sa.select(accounts.c.merged_into).where(accounts.c.account_id == root)
+                ).scalar_one_or_none()
+                if nxt is None:
+                    break
+                if nxt in seen:
+                    raise ValueError(f"merging {from_account!r} into {into_account!r} would make a merge cycle")
+                seen.add(root)
+                root = nxt
+            if root == from_account:
+                raise ValueError(f"merging {from_account!r} into {into_account!r} would make a merge cycle")
+            now = utcnow()
+            stmt = self._insert(accounts).values(account_id=from_account, merged_into=into_account, updated_at=now)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[accounts.c.account_id],
+                set_={"merged_into": stmt.excluded.merged_into, "updated_at": stmt.excluded.updated_at},
+                where=sa.or_(accounts.c.merged_into.is_(None), accounts.c.merged_into != stmt.excluded.merged_into),
+            )
+            changed = conn.execute(stmt.returning(accounts.c.account_id)).first() is not None
+        READ_MODEL_ROWS.labels(kind="merge", outcome="inserted" if changed else "duplicate").inc()
+
+    # ---- one method per record kind; each returns the records that changed something ----
+    def _apply_transitions(self, conn: Connection, records: list[StageTransition]) -> list[StageTransition]:
+        unique = {r.transition_id: r for r in reversed(records)}
+        stmt = self._insert(stage_history).on_conflict_do_nothing(index_elements=[stage_history.c.transition_id])
+        new = _returned(conn, stmt.returning(stage_history.c.transition_id),
+                        [_transition_row(r) for r in unique.values()])
+        return [unique[t] for t in new]
+
+    def _apply_handoffs(self, conn: Connection, records: list[Handoff]) -> list[Handoff]:
+        # Several versions of one handoff may share a batch: keep the highest, and
+        # carry the earliest 'dropped' moment of any version (it is sticky).
+        best: dict[str, Handoff] = {}
+        dropped: dict[str, datetime] = {}
+        for r in records:
+            if r.handoff_id not in best or r.version > best[r.handoff_id].version:
+                best[r.handoff_id] = r
+            if r.status is HandoffStatus.DROPPED:
+                at = r.closed_at or r.emitted_at
+                dropped[r.handoff_id] = min(at, dropped.get(r.handoff_id, at))
+        rows = [_handoff_row(r, dropped.get(hid)) for hid, r in best.items()]
+        ins = self._insert(handoffs)
+        newer = ins.excluded.version > handoffs.c.version
+        set_: dict[str, Any] = {
+            c.name: sa.case((newer, ins.excluded[c.name]), else_=handoffs.c[c.name])
+            for c in handoffs.c
+            if c.name not in ("handoff_id", "dropped_at")
+        }
+        set_["dropped_at"] = sa.case(
+            (handoffs.c.dropped_at.is_(None), ins.excluded.dropped_at),
+            (ins.excluded.dropped_at.is_(None), handoffs.c.dropped_at),
+            (ins.excluded.dropped_at < handoffs.c.dropped_at, ins.excluded.dropped_at),
+            else_=handoffs.c.dropped_at,
+        )
+        earlier_drop = sa.and_(
+            ins.excluded.dropped_at.is_not(None),
+            sa.or_(handoffs.c.dropped_at.is_(None), ins.excluded.dropped_at < handoffs.c.dropped_at),
+        )
+        stmt = ins.on_conflict_do_update(
+            index_elements=[handoffs.c.handoff_id], set_=set_, where=sa.or_(newer, earlier_drop)
+        )
+        # One record per changed handoff counts as applied; the rest were superseded.
+        return [best[hid] for hid in _returned(conn, stmt.returning(handoffs.c.handoff_id), rows)]
+
+    def _apply_breaches(self, conn: Connection, records: list[SlaBreach], now: datetime) -> list[SlaBreach]:
+        # 'breached' and 'met_late' share breach_id and merge into one row. Each
+        # status is written by its own statement so that one statement never
+        # touches a row twice, and either arrival order ends in the same row.
+        breached = {r.breach_id: r for r in records if r.status is SlaBreachStatus.BREACHED}
+        met_late = {r.breach_id: r for r in records if r.status is SlaBreachStatus.MET_LATE}
+        ins = self._insert(sla_breaches)
+        first = ins.on_conflict_do_update(
+            index_elements=[sla_breaches.c.breach_id],
+            set_={"breached_at": ins.excluded.breached_at, "updated_at": ins.excluded.updated_at},
+            where=sla_breaches.c.breached_at.is_(None),
+        )
+        applied = [breached[b] for b in _returned(conn, first.returning(sla_breaches.c.breach_id),
+                                                  [_breach_row(r, now) for r in breached.values()])]
+        late_cols = ("status", "met_at", "met_event_id", "late_by_seconds", "updated_at")
+        second = ins.on_conflict_do_update(
+            index_elements=[sla_breaches.c.breach_id],
+            set_={c: ins.excluded[c] for c in late_cols},
+            where=sla_breaches.c.status != SlaBreachStatus.MET_LATE.value,
+        )
+        applied += [met_late[b] for b in _returned(conn, second.returning(sla_breaches.c.breach_id),
+                                                   [_breach_row(r, now) for r in met_late.values()])]
+        return applied
+
+    # ---- the accounts projection ----------------------------------------------------
+    def _refresh_accounts(self, conn: Connection, changed: dict[str, list[Applicable]], now: datetime) -> None:
+        """Upsert one row per account touched by a change.
+
+        The current stage is re-derived from ``stage_history`` (the account's
+        latest transition, chains at one instant resolved to their end), so a
+        late-arriving older transition can never overwrite a newer stage.
+        """
+        if not changed:
+            return
+        with_transitions = [a for a, rs in changed.items() if any(isinstance(r, StageTransition) for r in rs)]
+        heads = _heads(conn, with_transitions)
+        rows = []
+        for account_id, recs in changed.items():
+            seen = [_record_time(r) for r in recs]
+            segments = sorted(
+                ((r.occurred_at, r.segment) for r in recs if isinstance(r, Handoff) and r.segment),
+                key=lambda p: p[0],
+            )
+            head = heads.get(account_id)
+            rows.append({
+                "account_id": account_id,
+                "current_stage": head["to_stage"] if head else None,
+                "stage_entered_at": head["occurred_at"] if head else None,
+                "owner_team": head["to_owner_team"] if head else None,
+                "owner_id": head["owner_id"] if head else None,
+                "segment": segments[-1][1] if segments else None,
+                "merged_into": None,
+                "first_seen_at": min(seen),
+                "updated_at": now,
+            })
+        ins = self._insert(accounts)
+        ex = ins.excluded
+        has_head = ex.stage_entered_at.is_not(None)
+        keep = accounts.c
+        set_ = {
+            "current_stage": sa.case((has_head, ex.current_stage), else_=keep.current_stage),
+            "stage_entered_at": sa.case((has_head, ex.stage_entered_at), else_=keep.stage_entered_at),
+            "owner_team": sa.case((has_head, ex.owner_team), else_=keep.owner_team),
+            "owner_id": sa.func.coalesce(ex.owner_id, keep.owner_id),
+            "segment": sa.func.coalesce(ex.segment, keep.segment),
+            "first_seen_at": sa.case(
+                (keep.first_seen_at.is_(None), ex.first_seen_at),
+                (ex.first_seen_at < keep.first_seen_at, ex.first_seen_at),
+                else_=keep.first_seen_at,
+            ),
+            "updated_at": ex.updated_at,
+        }
+        conn.execute(ins.on_conflict_do_update(index_elements=[keep.account_id], set_=set_), rows)
+
+
+# ---- helpers --------------------------------------------------------------------------------
+def _returned(conn: Connection, stmt: Any, rows: list[dict[str, Any]]) -> set[str]:
+    """Run an upsert over ``rows`` and return the keys of the rows it changed."""
+    if not rows:
+        return set()
+    return {row[0] for row in conn.execute(stmt, rows)}
+
+
+def _record_time(record: Applicable) -> datetime:
+    return record.started_at if isinstance(record, SlaBreach) else record.occurred_at
+
+
+def _transition_row(r: StageTransition) -> dict[str, Any]:
+    return r.model_dump(include=set(stage_history.c.keys()))
+
+
+def _handoff_row(r: Handoff, dropped_at: datetime | None) -> dict[str, Any]:
+    row = r.model_dump(include=set(handoffs.c.keys()) - {"dropped_at"})
+    row["status"] = r.status.value
+    row["dropped_at"] = dropped_at
+    return row
+
+
+def _breach_row(r: SlaBreach, now: datetime) -> dict[str, Any]:
+    row = r.model_dump(include=set(sla_breaches.c.keys()) - {"breached_at", "updated_at"})
+    row["status"] = r.status.value
+    row["breached_at"] = r.detected_at if r.status is SlaBreachStatus.BREACHED else None
+    row["updated_at"] = now
+    return row
+
+
+def _heads(conn: Connection, account_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Each account's current transition: the latest by event time.
+
+    Transitions filled in on a jump share one instant (SQL → closed-won →
+    onboarding); the head is the end of that chain, the one no other
+    transition at the same instant leaves from.
+    """
+    ids = list(account_ids)
+    h = stage_history.c
+    latest = (
+        sa.select(h.account_id, sa.func.max(h.occurred_at).label("at")).group_by(h.account_id).subquery()
+    )
+    out: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start:start + _CHUNK]
+        query = (
+            sa.select(h.account_id, h.from_stage, h.to_stage, h.occurred_at, h.to_owner_team, h.owner_id,
+                      h.emitted_at, h.transition_id)
+            .join(latest, sa.and_(latest.c.account_id == h.account_id, latest.c.at == h.occurred_at))
+            .where(h.account_id.in_(chunk))
+        )
+        tied: dict[str, list[dict[str, Any]]] = {}
+        for row in conn.execute(query).mappings():
+            tied.setdefault(row["account_id"], []).append(dict(row))
+        for account_id, group in tied.items():
+            out[account_id] = _chain_end(group)
+    return out
+
+
+def _chain_end(group: list[dict[str, Any]]) -> dict[str, Any]:
+    left_from = {g["from_stage"] for g in group}
+    ends = [g for g in group if g["to_stage"] not in left_from] or group
+    return max(ends, key=lambda g: (g["emitted_at"], g["transition_id"]))
