@@ -32,7 +32,7 @@ from pipeline import metrics
 from pipeline.clock import WatermarkClock
 from pipeline.codecs import ORJSON, STR, codec_for
 from pipeline.core.account import AccountLogic, Outputs
-from pipeline.core.identity import IdentityResolver
+from pipeline.core.identity import IdentityResolver, UnresolvableEvent
 from pipeline.core.state import AccountState, Journal
 from pipeline.journey import JourneyDefinition, load_journey
 from pipeline.settings import Settings
@@ -187,7 +187,12 @@ class LifecyclePipeline:
             metrics.EVENTS_INGESTED.labels(raw.source.value, "accepted").inc()
             for ev in canonical:
                 metrics.CANONICAL_EVENTS.labels(ev.kind).inc()
-                await self._resolve_and_route(ev)
+                try:
+                    await self._resolve_and_route(ev)
+                except UnresolvableEvent as exc:
+                    await self.dead_letter(stage="resolve", reason="no_usable_identifier", detail=str(exc),
+                                           original=value, source_topic=topic, source=raw.source.value,
+                                           vendor=raw.vendor, origin_ref=f"{origin}#{ev.event_id}")
 
     async def _resolve_and_route(self, ev: LifecycleEvent) -> None:
         """Resolve an event to one account; announce merges and decisions; route it to its account."""
