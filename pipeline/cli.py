@@ -103,6 +103,38 @@ def journey_check(path: str | None) -> None:
     click.echo(f"{len(j.slas)} SLA(s)")
 
 
+@main.group()
+def identity() -> None:
+    """Identity stitching: which source ids make up an account, and why."""
+
+
+@identity.command("show")
+@click.argument("identifier")
+@click.option("--json", "as_json", is_flag=True, help="Print the explanation as JSON.")
+def identity_show(identifier: str, as_json: bool) -> None:
+    """Explain the account behind IDENTIFIER (e.g. stripe.customer:cus_9, or an account id).
+
+    Reads the identity tables' changelogs from Kafka, so no worker needs to be running.
+    """
+    import orjson
+
+    from pipeline.core.identity import IdentityResolver
+    from pipeline.journey import load_journey
+    from pipeline.runner import table_snapshot
+
+    settings = Settings.from_env()
+    if not settings.bootstrap_servers:
+        raise click.UsageError("set KAFKA_BOOTSTRAP_SERVERS to the cluster the workers use")
+    links = {k: orjson.loads(v) for k, v in table_snapshot(settings.bootstrap_servers, settings.app_id, "identity-links").items()}
+    accounts = {k: orjson.loads(v) for k, v in table_snapshot(settings.bootstrap_servers, settings.app_id, "identity-accounts").items()}
+    resolver = IdentityResolver(load_journey(settings.journey_path).identity, links, accounts)
+    explanation = resolver.explain(identifier)
+    if explanation is None:
+        click.echo(f"{identifier}: not known to identity resolution", err=True)
+        sys.exit(1)
+    click.echo(explanation.model_dump_json(indent=2) if as_json else explanation.render())
+
+
 def _register_optional() -> None:
     """Command groups that live beside their code (read model, connectors)."""
     try:

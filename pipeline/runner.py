@@ -202,3 +202,16 @@ def internal_topics() -> list[str]:
 
 def dump_json(obj: object) -> str:
     return json.dumps(obj, indent=2, default=str)
+
+
+def table_snapshot(bootstrap: str, app_id: str, table: str) -> dict[str, bytes]:
+    """A table's current content, rebuilt from its changelog topic (last value per key wins,
+    tombstones delete): what a recovering worker would load, readable without one."""
+    state: dict[str, bytes] = {}
+    for m in read_topic(bootstrap, f"{app_id}-{table}-changelog"):
+        key = m.key.decode()
+        if m.value is None:
+            state.pop(key, None)
+        else:
+            state[key] = m.value
+    return state
