@@ -237,7 +237,8 @@ class HandoffTracker:
         for h in state.open:
             r = h.record
             if r.to_owner is None and account.crm_owner_id and account.crm_owner_id != r.from_owner:
-                r.to_owner = account.crm_owner_id
+                # A copy: the emitted record must not change under its consumer.
+                h.record = r.model_copy(update={"to_owner": account.crm_owner_id})
 
     def _first_action(self, state: HandoffState, account: AccountState, event: LifecycleEvent,
                       emitted_at: datetime) -> list[Handoff]:
