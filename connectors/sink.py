@@ -15,8 +15,10 @@ a caller may keep several in flight (replay) or await it before answering
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,8 +143,7 @@ class RecordSink:
                    ("transport", record.transport.encode())]
         delivery = await producer.send(RAW[SourceKind(record.source)], value=record.to_json(),
                                        key=self.key_of(record).encode(), headers=headers)
-        labels = (record.vendor, record.transport)
-        delivery.add_done_callback(lambda fut: _count_delivery(fut, *labels))
+        delivery.add_done_callback(_delivery_counter(record.vendor, record.transport))
         return delivery
 
     async def send_and_wait(self, record: RawRecord) -> Any:
@@ -210,9 +211,18 @@ class RecordSink:
         return letter
 
 
-def _count_delivery(fut: asyncio.Future[Any], vendor: str, transport: str) -> None:
-    if fut.cancelled() or fut.exception() is not None:
-        CONNECTOR_RECORDS.labels(vendor, transport, "failed").inc()
-        return
-    CONNECTOR_RECORDS.labels(vendor, transport, "produced").inc()
-    CONNECTOR_LAST_SUCCESS.labels(vendor, transport).set(time.time())
+@functools.lru_cache(maxsize=256)
+def _delivery_counter(vendor: str, transport: str) -> Callable[[asyncio.Future[Any]], None]:
+    """A done-callback counting one delivery; built once per (vendor, transport), it is on the hot path."""
+    produced = CONNECTOR_RECORDS.labels(vendor, transport, "produced")
+    failed = CONNECTOR_RECORDS.labels(vendor, transport, "failed")
+    last_success = CONNECTOR_LAST_SUCCESS.labels(vendor, transport)
+
+    def count(fut: asyncio.Future[Any]) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            failed.inc()
+        else:
+            produced.inc()
+            last_success.set(time.time())
+
+    return count
