@@ -8,6 +8,7 @@ out by hand from this story (see the comments next to each record).
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from pipeline.journey import JourneyDefinition, load_journey, parse_journey
 from schemas.handoffs import Handoff, HandoffStatus
@@ -161,3 +162,11 @@ def journey() -> JourneyDefinition:
          "within": "90 days"},
     ]
     return parse_journey(data, "story journey")
+
+
+def write_journey(path: Path) -> Path:
+    """The story journey as a YAML file, for the CLI's --journey and $LIFECYCLE_JOURNEY."""
+    import yaml
+
+    path.write_text(yaml.safe_dump(journey().model_dump(mode="json", by_alias=True, exclude_none=True)))
+    return path
