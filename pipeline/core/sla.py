@@ -196,7 +196,7 @@ class SlaState(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     clocks: list[SlaClock] = Field(default_factory=list)
-    promise: Duration | None = Field(default=None, description="Latest promised time-to-value from the CRM")
+    promise: Duration | None = Field(default=None, description="A promised time-to-value from the CRM not yet on a clock")
     promise_started_by: str | None = Field(default=None, description="Start event the promise clock was opened for")
 
 
@@ -284,12 +284,13 @@ class SlaTracker:
         if not self.promised.enabled or state.promise is None:
             return
         starts = {a.stage for a in self.promised.start}
-        ends = {a.stage for a in self.promised.expect if a.stage}
+        # Past the expected stage, or cancelled (churned) since: too late for this promise.
+        ends = {a.stage for a in self.promised.expect if a.stage} | set(self.promised.cancel_on_stages)
         for i in range(len(account.history) - 1, -1, -1):
             visit = account.history[i]
             if visit.stage in starts:
-                reached = any(v.stage in ends for v in account.history[i + 1:])
-                if not reached and visit.trigger_event_id != state.promise_started_by:
+                over = any(v.stage in ends for v in account.history[i + 1:])
+                if not over and visit.trigger_event_id != state.promise_started_by:
                     self._open(state, account, self._promised_rule(state.promise),
                                visit.trigger_event_id, visit.entered_at, None)
                 return

@@ -408,6 +408,14 @@ def test_promise_recorded_after_closed_won_runs_from_the_closed_won_entry():
     assert a.state.sla.clocks == []
 
 
+def test_promise_after_churn_does_not_reach_back_to_the_old_contract():
+    a = Account(journey())
+    a.send(won())
+    a.send(ev("billing.subscription_canceled", ny(2025, 4, 1)))
+    a.send(ev("crm.opportunity_created", ny(2025, 5, 1), deal_type="new_business", promised_time_to_value="5 days"))
+    assert a.state.sla.clocks == []
+
+
 def test_unreadable_promise_or_disabled_config_sets_no_clock():
     a = Account(journey())
     a.send(won(promised_time_to_value="asap!!"))
