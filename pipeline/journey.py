@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pipeline.core.calendar import CalendarConfig
 from pipeline.core.handoffs import HandoffConfig
 from pipeline.core.predicates import Criterion, any_match
-from pipeline.core.sla import SlaRule
+from pipeline.core.sla import PROMISED_TTV_ID, PromisedTtvConfig, SlaRule
 from schemas.events import LifecycleEvent
 
 DEFAULT_JOURNEY = "default.yaml"
@@ -94,6 +94,7 @@ class JourneyDefinition(BaseModel):
     calendar: CalendarConfig = CalendarConfig()
     handoffs: HandoffConfig = HandoffConfig()
     slas: tuple[SlaRule, ...] = ()
+    promised_ttv: PromisedTtvConfig = PromisedTtvConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> JourneyDefinition:
@@ -119,6 +120,11 @@ class JourneyDefinition(BaseModel):
         sla_ids = [r.id for r in self.slas]
         if len(set(sla_ids)) != len(sla_ids):
             raise ValueError(f"sla ids must be unique: {sla_ids}")
+        for ref in sorted(self.promised_ttv.stage_refs() | self.handoffs.stage_refs()):
+            if ref not in known:
+                raise ValueError(f"promised_ttv/handoffs name unknown stage {ref!r}; known: {ids}")
+        if PROMISED_TTV_ID in sla_ids:
+            raise ValueError(f"sla id {PROMISED_TTV_ID!r} is reserved for the promised time-to-value SLA")
         return self
 
     # ---- lookups used by the engine -------------------------------------------------
@@ -141,6 +147,7 @@ class JourneyDefinition(BaseModel):
         for rule in self.slas:
             kinds |= rule.event_kinds()
         kinds |= self.handoffs.event_kinds()
+        kinds |= self.promised_ttv.event_kinds()
         return frozenset(kinds)
 
     def matching_stages(self, event: LifecycleEvent) -> list[Stage]:
