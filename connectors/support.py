@@ -1,0 +1,222 @@
+"""Zendesk ticket activity → canonical support events, from two native shapes.
+
+1. The incremental ticket-event export (``GET /api/v2/incremental/ticket_events``):
+   one audit per item, ``{id, ticket_id, timestamp, created_at, updater_id, via,
+   event_type: "Audit", child_events: [...]}``. Child events are flat: a
+   ``Create`` child sets one field (``{"status": "new", "event_type": "Create"}``),
+   a ``Change`` child carries the new value and ``previous_value``.
+2. A trigger webhook whose JSON body an admin builds from placeholders::
+
+       {"event": "ticket.created" | "ticket.updated" | "ticket.solved" | "ticket.satisfaction_rated",
+        "ticket": {"id", "subject", "status", "priority", "via", "created_at", "updated_at",
+                   "organization_id", "organization": {"id", "name", "external_id"},
+                   "requester": {"id", "name", "email"},
+                   "satisfaction_rating": {"score", "comment"}}}
+
+   Triggers have no event id, so the id hashes (ticket, event, updated_at).
+
+Audits after a ticket's creation name only the ticket, so events carry
+``zendesk.ticket:<id>`` and the creating audit (and every webhook) links the
+ticket to its organization.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from connectors.base import ParseError, register
+from connectors.parsing import (
+    VendorParser,
+    as_number,
+    as_str,
+    content_id,
+    crm_identifier,
+    dig,
+    domain_id,
+    first_time,
+    ident,
+    link,
+    person,
+    require,
+)
+from schemas.events import IdentityLink, LifecycleEvent, SourceKind
+
+_CHILD_META = {"id", "via", "via_reference_id", "event_type", "type", "previous_value", "field_name", "value",
+               "comment_present", "comment_public", "audit_id", "created_at"}
+_WEBHOOK_KINDS = {
+    "ticket.created": "support.ticket_created",
+    "ticket.updated": "support.ticket_updated",
+    "ticket.solved": "support.ticket_solved",
+    "ticket.satisfaction_rated": "support.satisfaction_rated",
+}
+_RATINGS = {"good", "bad"}
+
+
+def _via(value: Any) -> str | None:
+    return as_str(value.get("channel")) if isinstance(value, dict) else as_str(value)
+
+
+def _fields(child: dict[str, Any]) -> dict[str, Any]:
+    """The ticket field(s) one child event sets: flat export style, or audit style ``field_name``/``value``."""
+    if "field_name" in child:
+        return {str(child["field_name"]): child.get("value")}
+    return {k: v for k, v in child.items() if k not in _CHILD_META}
+
+
+def _score(value: Any, ticket_id: Any) -> str:
+    score = (as_str(value) or "").lower()
+    if score not in _RATINGS:
+        raise ParseError("unsupported_type", f"zendesk ticket {ticket_id}: satisfaction {value!r} is not a rating")
+    return score
+
+
+class ZendeskParser(VendorParser):
+    vendor = "zendesk"
+    source = SourceKind.SUPPORT
+    containers = ("ticket_events",)
+
+    def native_id(self, payload: dict[str, Any]) -> str | None:
+        if isinstance(payload.get("ticket"), dict):
+            ticket_id = as_str(dig(payload, "ticket.id"))
+            if ticket_id is None:
+                return None
+            return content_id([ticket_id, payload.get("event"), dig(payload, "ticket.updated_at")])
+        return as_str(payload.get("id"))
+
+    def key(self, payload: dict[str, Any]) -> str:
+        ticket = payload.get("ticket")
+        if isinstance(ticket, dict):
+            org = ticket.get("organization_id") or dig(ticket, "organization.id")
+            return ident("zendesk.organization", org) or ident("zendesk.ticket", ticket.get("id")) or self.event_id(payload)
+        for child in payload.get("child_events") or []:
+            if isinstance(child, dict) and _fields(child).get("organization_id"):
+                return f"zendesk.organization:{as_str(_fields(child)['organization_id'])}"
+        return ident("zendesk.ticket", payload.get("ticket_id")) or f"zendesk.event:{self.event_id(payload)}"
+
+    def parse_object(self, payload: dict[str, Any], ingested_at: datetime) -> list[LifecycleEvent]:
+        if "ticket" in payload:
+            return self._webhook(payload, ingested_at)
+        if "child_events" in payload or "ticket_id" in payload:
+            return self._audit(payload, ingested_at)
+        raise ParseError("unsupported_type", "zendesk payload is neither a ticket event nor a trigger webhook body")
+
+    # ---- trigger webhook ----------------------------------------------------------------
+    def _webhook(self, payload: dict[str, Any], ingested_at: datetime) -> list[LifecycleEvent]:
+        ticket = payload["ticket"]
+        if not isinstance(ticket, dict):
+            raise ParseError("not_an_object", "zendesk webhook 'ticket' must be an object")
+        ticket_id = require(ticket, "id", "zendesk webhook ticket")
+        event = as_str(payload.get("event"))
+        kind = _WEBHOOK_KINDS.get(event or "")
+        if kind is None:
+            raise ParseError("unsupported_type", f"zendesk webhook event {event!r} is not mapped (ticket {ticket_id})")
+        fields = ("created_at", "updated_at") if kind == "support.ticket_created" else ("updated_at",)
+        occurred_at = first_time(ticket, fields)
+        if occurred_at is None:
+            raise ParseError("missing_field", f"zendesk webhook ticket {ticket_id} has no 'updated_at'")
+
+        org_id = ticket.get("organization_id") or dig(ticket, "organization.id")
+        org = ident("zendesk.organization", org_id)
+        tid = ident("zendesk.ticket", ticket_id)
+        requester = ident("zendesk.user", dig(ticket, "requester.id") or ticket.get("requester_id"))
+        email = dig(ticket, "requester.email")
+        links = [link(tid, org, "zendesk ticket organization_id"),
+                 link(org, crm_identifier(dig(ticket, "organization.external_id")),
+                      "zendesk organization external_id")]
+        attrs = self._attrs(kind, ticket_id, {
+            "status": ticket.get("status"), "previous_status": ticket.get("previous_status"),
+            "priority": ticket.get("priority"), "subject": ticket.get("subject"), "via": _via(ticket.get("via")),
+            "score": dig(ticket, "satisfaction_rating.score"), "comment": dig(ticket, "satisfaction_rating.comment"),
+        })
+        return [self.event(kind, self.event_id(payload), occurred_at, ingested_at,
+                           [org, domain_id(email=email), tid, requester], links=links,
+                           person=person(requester, email, dig(ticket, "requester.name"), "requester"),
+                           attributes=attrs)]
+
+    @staticmethod
+    def _attrs(kind: str, ticket_id: Any, f: dict[str, Any]) -> dict[str, Any]:
+        """The documented attributes of ``kind`` from a flat dict of ticket fields."""
+        attrs: dict[str, Any] = {"ticket_id": as_str(ticket_id)}
+        if kind == "support.ticket_created":
+            attrs.update(status=as_str(f.get("status")), priority=as_str(f.get("priority")),
+                         subject=as_str(f.get("subject")), via=f.get("via"))
+        elif kind == "support.ticket_updated":
+            attrs.update(status=as_str(f.get("status")), previous_status=as_str(f.get("previous_status")),
+                         priority=as_str(f.get("priority")))
+        elif kind == "support.ticket_solved":
+            attrs.update(priority=as_str(f.get("priority")))
+        else:
+            attrs.update(score=_score(f.get("score"), ticket_id), comment=as_str(f.get("comment")))
+        return attrs
+
+    # ---- incremental export audit ------------------------------------------------------
+    def _audit(self, payload: dict[str, Any], ingested_at: datetime) -> list[LifecycleEvent]:
+        audit_id = as_str(require(payload, "id", "zendesk ticket event"))
+        ticket_id = require(payload, "ticket_id", f"zendesk ticket event {audit_id}")
+        if payload.get("event_type") not in (None, "Audit"):
+            raise ParseError("unsupported_type", f"zendesk ticket event type {payload.get('event_type')!r}")
+        occurred_at = first_time(payload, ("created_at", "timestamp"))
+        if occurred_at is None:
+            raise ParseError("missing_field", f"zendesk ticket event {audit_id} has no 'created_at'/'timestamp'")
+        children = payload.get("child_events") or []
+        if not isinstance(children, list):
+            raise ParseError("not_an_object", f"zendesk ticket event {audit_id}: 'child_events' must be a list")
+
+        created: dict[str, Any] = {}
+        changed: dict[str, Any] = {}
+        previous: dict[str, Any] = {}
+        rating: dict[str, Any] = {}
+        types: set[str] = set()
+        for child in children:
+            if not isinstance(child, dict):
+                continue
+            kind = as_str(child.get("event_type") or child.get("type")) or "Unknown"
+            types.add(kind)
+            if kind == "Create":
+                created.update(_fields(child))
+            elif kind == "Change":
+                for name, value in _fields(child).items():
+                    changed[name] = value
+                    previous[name] = child.get("previous_value")
+            elif kind == "SatisfactionRating":
+                rating = {"score": child.get("score"), "comment": child.get("body") or child.get("comment")}
+        if changed.get("satisfaction_score") is not None and not rating:
+            rating = {"score": changed["satisfaction_score"], "comment": changed.get("satisfaction_comment")}
+
+        fields = {**created, **changed}
+        org = ident("zendesk.organization", fields.get("organization_id"))
+        tid = ident("zendesk.ticket", ticket_id)
+        requester = ident("zendesk.user", fields.get("requester_id"))
+        ids = [org, tid, requester]
+        links: list[IdentityLink | None] = [link(tid, org, "zendesk ticket organization_id")]
+        via = _via(payload.get("via"))
+
+        planned: list[tuple[str, str, dict[str, Any]]] = []
+        if created:
+            planned.append(("support.ticket_created", "created", {**created, "via": via}))
+        elif "status" in changed or "priority" in changed:
+            status = as_str(changed.get("status"))
+            if status == "solved":
+                planned.append(("support.ticket_solved", "solved", fields))
+            else:
+                planned.append(("support.ticket_updated", "updated",
+                                {**fields, "previous_status": previous.get("status")}))
+        if rating and as_str(rating.get("score")) and str(rating["score"]).lower() in _RATINGS:
+            planned.append(("support.satisfaction_rated", "satisfaction", rating))
+        if not planned:
+            # Comments, tag edits, notifications: still activity on the ticket, kept as an update.
+            attrs = self._attrs("support.ticket_updated", ticket_id, {})
+            attrs["changes"] = sorted(types)
+            planned_events = [("support.ticket_updated", "updated", attrs)]
+        else:
+            planned_events = [(k, s, self._attrs(k, ticket_id, f)) for k, s, f in planned]
+        if "priority" in changed and planned_events[0][0] == "support.ticket_updated":
+            planned_events[0][2]["previous_priority"] = as_str(previous.get("priority"))
+        for _, _, attrs in planned_events:
+            attrs.setdefault("updater_id", as_number(payload.get("updater_id")))
+        return [self.event(k, audit_id, occurred_at, ingested_at, ids, links=links, attributes=a, suffix=s)
+                for k, s, a in planned_events]
+
+
+PARSER = register(ZendeskParser())
