@@ -101,16 +101,11 @@ class LifecyclePipeline:
                                            partitions=1)
 
         # ---- tables (changelogged: they survive restarts and rebalances) -----------------
-        self.accounts = app.Table("accounts", default=None, partitions=settings.partitions,
-                                  schema=faust.Schema(key_serializer=STR, value_serializer=codec_for(AccountState)))
-        self.journals = app.Table("journals", default=None, partitions=settings.partitions,
-                                  schema=faust.Schema(key_serializer=STR, value_serializer=codec_for(Journal)))
-        self.deadlines = app.Table("deadlines", default=None, partitions=settings.partitions,
-                                   schema=faust.Schema(key_serializer=STR, value_serializer=ORJSON))
-        self.identity_links = app.Table("identity-links", default=None, partitions=1,
-                                        schema=faust.Schema(key_serializer=STR, value_serializer=ORJSON))
-        self.identity_accounts = app.Table("identity-accounts", default=None, partitions=1,
-                                           schema=faust.Schema(key_serializer=STR, value_serializer=ORJSON))
+        self.accounts = _table(app, "accounts", settings.partitions, codec_for(AccountState))
+        self.journals = _table(app, "journals", settings.partitions, codec_for(Journal))
+        self.deadlines = _table(app, "deadlines", settings.partitions, ORJSON)
+        self.identity_links = _table(app, "identity-links", 1, ORJSON)
+        self.identity_accounts = _table(app, "identity-accounts", 1, ORJSON)
         self.resolver = IdentityResolver(self.journey.identity, self.identity_links, self.identity_accounts)
         self._ticks_sent: dict[str, float] = {}
         self.started = False
@@ -286,6 +281,16 @@ class LifecyclePipeline:
                 type="tick", account_id=account_id, now=now))
         metrics.TABLE_KEYS.labels("accounts").set(len(self.accounts))
         metrics.TABLE_KEYS.labels("deadlines").set(len(self.deadlines))
+
+
+def _table(app: faust.App, name: str, partitions: int, value_codec: Any) -> Any:
+    """A changelogged table with our codecs. Faust derives a table's serializers from
+    ``value_type`` and ignores ``schema``, so they are set before the changelog exists."""
+    table = app.Table(name, default=None, partitions=partitions)
+    table.key_serializer = STR
+    table.value_serializer = value_codec
+    table.changelog_topic = table._new_changelog_topic()
+    return table
 
 
 def _short(exc: ValidationError) -> str:

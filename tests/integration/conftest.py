@@ -1,0 +1,66 @@
+"""Integration fixtures: a real worker process on the session's real broker."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from pipeline.runner import WorkerProcess, internal_topics, produce_raw, wait_caught_up
+from pipeline.runtime import create_topics
+from pipeline.settings import Settings
+from schemas.events import RawRecord
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def base_settings(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    settings = Settings(bootstrap_servers=kafka_bootstrap, partitions=2, idle_seconds=1.0, timer_interval=0.25,
+                        commit_interval=0.3, data_dir=tmp_path_factory.mktemp("lifecycle"))
+    create_topics(settings)
+    return settings
+
+
+def unique_settings(base: Settings, name: str, tmp: Path) -> Settings:
+    """A fresh consumer group and fresh tables (changelog topics are named after the app id)."""
+    return base.with_(app_id=f"it-{name}-{uuid.uuid4().hex[:6]}", data_dir=tmp,
+                      database_url=f"sqlite:///{tmp / 'readmodel.db'}")
+
+
+class Feeder:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def send(self, *records: RawRecord) -> None:
+        assert self.settings.bootstrap_servers
+        produce_raw(self.settings.bootstrap_servers, records)
+
+    def caught_up(self, timeout: float = 60.0) -> None:
+        assert self.settings.bootstrap_servers
+        wait_caught_up(self.settings.bootstrap_servers, self.settings.app_id, internal_topics(), timeout=timeout,
+                       settle=0.4)
+
+    def in_order(self, records: list[RawRecord]) -> None:
+        """One at a time, each processed before the next: Kafka orders within a partition only,
+        and the four raw topics are four partitions."""
+        for r in records:
+            self.send(r)
+            self.caught_up()
+
+
+@pytest.fixture
+def start_worker(base_settings: Settings, tmp_path: Path) -> Iterator[Callable[..., tuple[WorkerProcess, Feeder]]]:
+    started: list[WorkerProcess] = []
+
+    def start(name: str, settings: Settings | None = None) -> tuple[WorkerProcess, Feeder]:
+        s = settings or unique_settings(base_settings, name, tmp_path)
+        worker = WorkerProcess(s, tmp_path / f"{s.app_id}-{len(started)}.log").start()
+        started.append(worker)
+        return worker, Feeder(s)
+
+    yield start
+    for w in started:
+        w.stop()

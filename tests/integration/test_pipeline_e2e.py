@@ -1,0 +1,91 @@
+"""Native events from four systems, under four different ids, come out as one account's
+transitions on the real broker; bad input is dead-lettered while good input flows."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from pipeline.runner import produce_bytes, read_topic
+from schemas import topics as T
+from schemas.events import DeadLetter, RawRecord, SourceKind
+from schemas.transitions import StageTransition
+from tests.integration import native as n
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 3, 2, 15, 0, tzinfo=timezone.utc)
+
+
+def day(d: float) -> datetime:
+    return T0 + timedelta(days=d)
+
+
+def test_one_account_across_four_systems(start_worker, base_settings):
+    worker, feed = start_worker("e2e")
+    company = str(random.randint(10**8, 10**9))
+    group = f"ws-{company}"
+    account = f"acct:hubspot.company:{company}"
+    history = [
+        n.segment_group(f"msg-g-{company}", group, company, day(0)),
+        n.hubspot_company_mql(company, day(1), "example-corp.com", event_id=int(company) + 1),
+        n.hubspot_deal_won(f"d{company}", company, created=day(3), won=day(20)),
+        n.stripe_subscription_created(f"s{company}", f"cus_{company}", company, day(21)),
+        n.hubspot_meeting(f"m{company}", company, day(22)),
+        n.zendesk_ticket(int(company) % 100000, int(company) % 7919, day(25), "ops@example-corp.com"),
+        n.segment_track(f"msg-t-{company}", group, "Workspace Activated", day(30)),
+    ]
+    feed.in_order(history)
+
+    mine = [t for t in read_topic(base_settings.bootstrap_servers, T.STAGE_TRANSITIONS, StageTransition)
+            if t.account_id == account]
+    assert [(t.from_stage, t.to_stage) for t in mine] == [
+        (None, "MQL"), ("MQL", "SQL"), ("SQL", "closed-won"), ("closed-won", "onboarding"), ("onboarding", "adoption")]
+    assert [t.occurred_at for t in mine] == [day(1), day(3), day(20), day(22), day(30)]
+    assert [t.trigger_kind for t in mine] == ["crm.lead_qualified", "crm.opportunity_created", "crm.deal_won",
+                                              "crm.activity_logged", "product.track"]
+    assert [t.to_owner_team for t in mine] == ["marketing", "sales", "sales", "customer_success", "customer_success"]
+    assert mine[2].time_in_previous_stage_seconds == 17 * 86400
+    assert not any(t.inferred for t in mine)
+    assert len({t.transition_id for t in mine}) == 5
+
+    # Re-delivery of the whole history (a connector retry) changes nothing downstream.
+    feed.send(*history)
+    feed.caught_up()
+    again = [t for t in read_topic(base_settings.bootstrap_servers, T.STAGE_TRANSITIONS, StageTransition)
+             if t.account_id == account]
+    assert [t.transition_id for t in again] == [t.transition_id for t in mine]
+
+
+def test_bad_input_is_dead_lettered_and_good_input_still_flows(start_worker, base_settings):
+    worker, feed = start_worker("dlq")
+    company = str(random.randint(10**8, 10**9))
+    before = len(read_topic(base_settings.bootstrap_servers, T.DEAD_LETTER, DeadLetter))
+    no_id = n.stripe_subscription_created(f"x{company}", f"cus_x{company}", company, day(5))
+    del no_id.payload["id"]
+    produce_bytes(base_settings.bootstrap_servers, T.RAW_CRM, [b"\xff\xfe not even utf-8", b'{"vendor": "hubspot"}'])
+    feed.send(no_id, n.hubspot_company_mql(company, day(1), "x.com", event_id=int(company) + 7),
+              RawRecord(source=SourceKind.BILLING, vendor="paypal", event_id="p1",
+                        received_at=day(2), payload={"id": "p1"}))
+    feed.caught_up()
+
+    dead = read_topic(base_settings.bootstrap_servers, T.DEAD_LETTER, DeadLetter)[before:]
+    reasons = sorted((d.stage, d.reason) for d in dead)
+    assert reasons == [("decode", "invalid_envelope"), ("decode", "invalid_envelope"),
+                       ("parse", "missing_field"), ("parse", "unknown_vendor")]
+    binary = next(d for d in dead if d.original_base64)
+    assert binary.original_base64 and binary.source_topic == T.RAW_CRM
+    stripe = next(d for d in dead if d.reason == "missing_field")
+    assert stripe.vendor == "stripe" and json.loads(stripe.original)["payload"]["type"] == "customer.subscription.created"
+    assert "id" in stripe.detail
+
+    good = [t for t in read_topic(base_settings.bootstrap_servers, T.STAGE_TRANSITIONS, StageTransition)
+            if t.account_id == f"acct:hubspot.company:{company}"]
+    assert [(t.from_stage, t.to_stage) for t in good] == [(None, "MQL")]
+
+    metrics = worker.fetch("/metrics").decode()
+    assert 'lifecycle_dead_letters_total{reason="invalid_envelope",stage="decode"} 2.0' in metrics
+    assert 'lifecycle_dead_letters_total{reason="unknown_vendor",stage="parse"} 1.0' in metrics
