@@ -19,6 +19,7 @@ and a table cannot be written outside stream iteration).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from datetime import datetime
@@ -33,6 +34,7 @@ from pipeline.clock import WatermarkClock
 from pipeline.codecs import ORJSON, STR, codec_for
 from pipeline.core.account import AccountLogic, Outputs
 from pipeline.core.identity import IdentityResolver, UnresolvableEvent
+from pipeline.core.reorder import ReorderBuffer
 from pipeline.core.state import AccountState, Journal
 from pipeline.journey import JourneyDefinition, load_journey
 from pipeline.settings import Settings
@@ -108,11 +110,15 @@ class LifecyclePipeline:
         self.identity_accounts = _table(app, "identity-accounts", 1, ORJSON)
         self.resolver = IdentityResolver(self.journey.identity, self.identity_links, self.identity_accounts)
         self._ticks_sent: dict[str, float] = {}
+        self.reorder: ReorderBuffer[tuple[list[AccountMessage], _Pending]] = ReorderBuffer(
+            T.RAW.values(), settings.reorder_idle_seconds)
+        self._release_lock = asyncio.Lock()
         self.started = False
 
         app.agent(self.raw_topic, name="ingest")(self._ingest)
         app.agent(self.account_topic, name="accounts")(self._accounts)
         app.timer(settings.timer_interval)(self._fire_due)
+        app.timer(0.2)(self._release)
         if settings.sink_enabled:
             from pipeline.sink import SINK_TOPICS, ReadModelSink
 
@@ -145,62 +151,85 @@ class LifecyclePipeline:
 
     # ---- agents ----------------------------------------------------------------------
     async def _ingest(self, stream: faust.StreamT) -> None:
-        """Raw vendor payload → canonical events → one account each; anything unusable → dead letter."""
-        async for event in stream.events():
-            value: bytes = event.value
-            topic = event.message.topic
-            origin = f"{topic}/{event.message.partition}/{event.message.offset}"
-            try:
-                raw = RawRecord.model_validate_json(value)
-            except ValidationError as exc:
-                metrics.EVENTS_INGESTED.labels(topic.rsplit(".", 1)[-1], "dead_letter").inc()
-                await self.dead_letter(stage="decode", reason="invalid_envelope", detail=_short(exc),
-                                       original=value, source_topic=topic, origin_ref=origin)
-                continue
-            try:
-                canonical = parse_raw(raw)
-            except ParseError as exc:
-                metrics.EVENTS_INGESTED.labels(raw.source.value, "dead_letter").inc()
-                await self.dead_letter(stage="parse", reason=exc.reason, detail=exc.detail, original=value,
-                                       source_topic=topic, source=raw.source.value, vendor=raw.vendor,
-                                       origin_ref=origin)
-                continue
-            except Exception as exc:  # a parser bug must not stop the stream
-                log.exception("parser %s failed on %s", raw.vendor, raw.event_id)
-                metrics.EVENTS_INGESTED.labels(raw.source.value, "dead_letter").inc()
-                await self.dead_letter(stage="parse", reason="parser_error", detail=f"{type(exc).__name__}: {exc}",
-                                       original=value, source_topic=topic, source=raw.source.value,
-                                       vendor=raw.vendor, origin_ref=origin)
-                continue
-            if not self.settings.accept_test_mode and any(e.attributes.get("livemode") is False for e in canonical):
-                metrics.EVENTS_INGESTED.labels(raw.source.value, "dead_letter").inc()
-                await self.dead_letter(stage="parse", reason="test_mode",
-                                       detail="test-mode event (livemode=false); set LIFECYCLE_ACCEPT_TEST_MODE=1 to accept",
-                                       original=value, source_topic=topic, source=raw.source.value,
-                                       vendor=raw.vendor, origin_ref=origin)
-                continue
-            metrics.EVENTS_INGESTED.labels(raw.source.value, "accepted").inc()
-            for ev in canonical:
-                metrics.CANONICAL_EVENTS.labels(ev.kind).inc()
-                try:
-                    await self._resolve_and_route(ev)
-                except UnresolvableEvent as exc:
-                    await self.dead_letter(stage="resolve", reason="no_usable_identifier", detail=str(exc),
-                                           original=value, source_topic=topic, source=raw.source.value,
-                                           vendor=raw.vendor, origin_ref=f"{origin}#{ev.event_id}")
+        """Raw vendor payload → canonical events → one account each → event-time order.
 
-    async def _resolve_and_route(self, ev: LifecycleEvent) -> None:
-        """Resolve an event to one account; announce merges and decisions; route it to its account."""
+        The stream does not auto-ack: a raw record is acknowledged only once all its
+        events have left the reorder buffer, so a crash replays what was held.
+        """
+        async for event in stream.noack().events():
+            routed = await self._parse_and_resolve(event)
+            if not routed:
+                event.ack()
+                continue
+            pending = _Pending(event, len(routed))
+            for occurred_at, messages in routed:
+                self.reorder.push(event.message.topic, occurred_at, (messages, pending))
+            await self._release()
+
+    async def _release(self) -> None:
+        """Send what the reorder buffer lets go, oldest first (also called by a timer)."""
+        async with self._release_lock:
+            for messages, pending in self.reorder.pop_ready():
+                for message in messages:
+                    await self.account_topic.send(key=message.account_id, value=message)
+                pending.done()
+
+    async def _parse_and_resolve(self, event: Any) -> list[tuple[datetime, list[AccountMessage]]]:
+        """One raw record → (event time, messages for the account topic) per canonical event.
+        Anything unusable is dead-lettered here and yields nothing."""
+        value: bytes = event.value
+        topic = event.message.topic
+        origin = f"{topic}/{event.message.partition}/{event.message.offset}"
+        try:
+            raw = RawRecord.model_validate_json(value)
+        except ValidationError as exc:
+            metrics.EVENTS_INGESTED.labels(topic.rsplit(".", 1)[-1], "dead_letter").inc()
+            await self.dead_letter(stage="decode", reason="invalid_envelope", detail=_short(exc),
+                                   original=value, source_topic=topic, origin_ref=origin)
+            return []
+        where = dict(original=value, source_topic=topic, source=raw.source.value, vendor=raw.vendor)
+        try:
+            canonical = parse_raw(raw)
+        except ParseError as exc:
+            metrics.EVENTS_INGESTED.labels(raw.source.value, "dead_letter").inc()
+            await self.dead_letter(stage="parse", reason=exc.reason, detail=exc.detail, origin_ref=origin, **where)
+            return []
+        except Exception as exc:  # a parser bug must not stop the stream
+            log.exception("parser %s failed on %s", raw.vendor, raw.event_id)
+            metrics.EVENTS_INGESTED.labels(raw.source.value, "dead_letter").inc()
+            await self.dead_letter(stage="parse", reason="parser_error", detail=f"{type(exc).__name__}: {exc}",
+                                   origin_ref=origin, **where)
+            return []
+        if not self.settings.accept_test_mode and any(e.attributes.get("livemode") is False for e in canonical):
+            metrics.EVENTS_INGESTED.labels(raw.source.value, "dead_letter").inc()
+            await self.dead_letter(stage="parse", reason="test_mode", origin_ref=origin,
+                                   detail="test-mode event (livemode=false); set LIFECYCLE_ACCEPT_TEST_MODE=1 to accept",
+                                   **where)
+            return []
+        metrics.EVENTS_INGESTED.labels(raw.source.value, "accepted").inc()
+        routed = []
+        for ev in canonical:
+            metrics.CANONICAL_EVENTS.labels(ev.kind).inc()
+            try:
+                routed.append((ev.occurred_at, await self._resolve(ev)))
+            except UnresolvableEvent as exc:
+                await self.dead_letter(stage="resolve", reason="no_usable_identifier", detail=str(exc),
+                                       origin_ref=f"{origin}#{ev.event_id}", **where)
+        return routed
+
+    async def _resolve(self, ev: LifecycleEvent) -> list[AccountMessage]:
+        """Resolve an event to one account (identity tables change here, in stream context);
+        publish new identity facts; return what the account topic must get, in order."""
         resolution = self.resolver.resolve(ev)
         for decision in resolution.decisions:
             await self.identity_topic.send(key=decision.identifier, value=decision.to_json())
+        messages = []
         for merge in resolution.merges:
             await self.identity_topic.send(key=merge.from_account, value=merge.to_json())
-            await self.account_topic.send(key=merge.from_account, value=AccountMessage(
-                type="merge_out", account_id=merge.from_account, merge=merge))
+            messages.append(AccountMessage(type="merge_out", account_id=merge.from_account, merge=merge))
         ev.account_id = resolution.account_id
-        await self.account_topic.send(key=ev.account_id,
-                                      value=AccountMessage(type="event", account_id=ev.account_id, event=ev))
+        messages.append(AccountMessage(type="event", account_id=ev.account_id, event=ev))
+        return messages
 
     async def _accounts(self, stream: faust.StreamT) -> None:
         """The per-account state machine: events, ticks and merges, in partition order."""
@@ -281,6 +310,21 @@ class LifecyclePipeline:
                 type="tick", account_id=account_id, now=now))
         metrics.TABLE_KEYS.labels("accounts").set(len(self.accounts))
         metrics.TABLE_KEYS.labels("deadlines").set(len(self.deadlines))
+
+
+class _Pending:
+    """Acknowledges a raw record once all of its events have been sent on."""
+
+    __slots__ = ("event", "remaining")
+
+    def __init__(self, event: Any, remaining: int) -> None:
+        self.event = event
+        self.remaining = remaining
+
+    def done(self) -> None:
+        self.remaining -= 1
+        if self.remaining == 0:
+            self.event.ack()
 
 
 def _table(app: faust.App, name: str, partitions: int, value_codec: Any) -> Any:

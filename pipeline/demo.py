@@ -28,10 +28,17 @@ Echo = Callable[[str], None]
 
 def feed_sample(bootstrap: str, path: Path) -> int:
     """Push the sample file through the file-replay connector (as a backfill would)."""
-    from connectors.replay import replay_file
+    import asyncio
 
-    result = replay_file(path, bootstrap=bootstrap, progress=False)
-    return result.records
+    from connectors.replay import replay_file
+    from connectors.sink import RecordSink
+
+    async def run() -> int:
+        async with RecordSink(bootstrap) as sink:
+            summary = await replay_file(sink, path, progress=False)
+        return summary.records
+
+    return asyncio.run(run())
 
 
 def run_demo(settings: Settings, accounts: int = 40, seed: int = 7, echo: Echo = print) -> Summary:

@@ -32,6 +32,8 @@ class Settings:
     idle_seconds: float = 30.0
     allowed_lateness_seconds: float = 0.0
     timer_interval: float = 1.0
+    # Sources are aligned in event time at ingest; a source quiet this long stops holding others back.
+    reorder_idle_seconds: float = 2.0
     accept_test_mode: bool = False                # Stripe livemode=false events
     commit_interval: float = 1.0
     log_level: str = "warn"
@@ -53,6 +55,7 @@ class Settings:
             idle_seconds=float(_env("LIFECYCLE_IDLE_SECONDS", "30")),
             allowed_lateness_seconds=float(_env("LIFECYCLE_ALLOWED_LATENESS_SECONDS", "0")),
             timer_interval=float(_env("LIFECYCLE_TIMER_INTERVAL", "1.0")),
+            reorder_idle_seconds=float(_env("LIFECYCLE_REORDER_IDLE_SECONDS", "2.0")),
             accept_test_mode=_env("LIFECYCLE_ACCEPT_TEST_MODE", "0") == "1",
             commit_interval=float(_env("LIFECYCLE_COMMIT_INTERVAL", "1.0")),
             log_level=_env("LIFECYCLE_LOG_LEVEL", "warn"),
@@ -78,6 +81,7 @@ class Settings:
             "LIFECYCLE_IDLE_SECONDS": str(self.idle_seconds),
             "LIFECYCLE_ALLOWED_LATENESS_SECONDS": str(self.allowed_lateness_seconds),
             "LIFECYCLE_TIMER_INTERVAL": str(self.timer_interval),
+            "LIFECYCLE_REORDER_IDLE_SECONDS": str(self.reorder_idle_seconds),
             "LIFECYCLE_ACCEPT_TEST_MODE": "1" if self.accept_test_mode else "0",
             "LIFECYCLE_COMMIT_INTERVAL": str(self.commit_interval),
             "LIFECYCLE_LOG_LEVEL": self.log_level,
