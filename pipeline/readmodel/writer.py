@@ -46,7 +46,8 @@ class ReadModelWriter:
         if engine.dialect.name not in ("sqlite", "postgresql"):
             raise ValueError(f"the read model supports SQLite and PostgreSQL, not {engine.dialect.name!r}")
         self.engine = engine
-        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._postgres = engine.dialect.name == "postgresql"
+        self._insert = postgresql.insert if self._postgres else sqlite.insert
 
     # ---- public API -----------------------------------------------------------------
     def apply(self, records: Sequence[Applicable]) -> ApplyResult:
@@ -101,18 +102,13 @@ class ReadModelWriter:
         with self.engine.begin() as conn:
             root = into_account
             seen = {from_account}
-            while True:
-                nxt = conn.execute(
-                    sa.select(accounts.c.merged_into).where(accounts.c.account_id == root)
-                ).scalar_one_or_none()
-                if nxt is None:
-                    break
+            while (nxt := conn.execute(
+                sa.select(accounts.c.merged_into).where(accounts.c.account_id == root)
+            ).scalar_one_or_none()) is not None:
                 if nxt in seen:
                     raise ValueError(f"merging {from_account!r} into {into_account!r} would make a merge cycle")
                 seen.add(root)
                 root = nxt
-            if root == from_account:
-                raise ValueError(f"merging {from_account!r} into {into_account!r} would make a merge cycle")
             now = utcnow()
             stmt = self._insert(accounts).values(account_id=from_account, merged_into=into_account, updated_at=now)
             stmt = stmt.on_conflict_do_update(
@@ -126,9 +122,9 @@ class ReadModelWriter:
     # ---- one method per record kind; each returns the records that changed something ----
     def _apply_transitions(self, conn: Connection, records: list[StageTransition]) -> list[StageTransition]:
         unique = {r.transition_id: r for r in reversed(records)}
-        stmt = self._insert(stage_history).on_conflict_do_nothing(index_elements=[stage_history.c.transition_id])
-        new = _returned(conn, stmt.returning(stage_history.c.transition_id),
-                        [_transition_row(r) for r in unique.values()])
+        stmt = self._bulk_insert(stage_history).on_conflict_do_nothing(index_elements=[stage_history.c.transition_id])
+        new = self._returned(conn, stmt.returning(stage_history.c.transition_id),
+                             [_transition_row(r) for r in unique.values()])
         return [unique[t] for t in new]
 
     def _apply_handoffs(self, conn: Connection, records: list[Handoff]) -> list[Handoff]:
@@ -143,7 +139,7 @@ class ReadModelWriter:
                 at = r.closed_at or r.emitted_at
                 dropped[r.handoff_id] = min(at, dropped.get(r.handoff_id, at))
         rows = [_handoff_row(r, dropped.get(hid)) for hid, r in best.items()]
-        ins = self._insert(handoffs)
+        ins = self._bulk_insert(handoffs)
         newer = ins.excluded.version > handoffs.c.version
         set_: dict[str, Any] = {
             c.name: sa.case((newer, ins.excluded[c.name]), else_=handoffs.c[c.name])
@@ -164,7 +160,7 @@ class ReadModelWriter:
             index_elements=[handoffs.c.handoff_id], set_=set_, where=sa.or_(newer, earlier_drop)
         )
         # One record per changed handoff counts as applied; the rest were superseded.
-        return [best[hid] for hid in _returned(conn, stmt.returning(handoffs.c.handoff_id), rows)]
+        return [best[hid] for hid in self._returned(conn, stmt.returning(handoffs.c.handoff_id), rows)]
 
     def _apply_breaches(self, conn: Connection, records: list[SlaBreach], now: datetime) -> list[SlaBreach]:
         # 'breached' and 'met_late' share breach_id and merge into one row. Each
@@ -172,13 +168,13 @@ class ReadModelWriter:
         # touches a row twice, and either arrival order ends in the same row.
         breached = {r.breach_id: r for r in records if r.status is SlaBreachStatus.BREACHED}
         met_late = {r.breach_id: r for r in records if r.status is SlaBreachStatus.MET_LATE}
-        ins = self._insert(sla_breaches)
+        ins = self._bulk_insert(sla_breaches)
         first = ins.on_conflict_do_update(
             index_elements=[sla_breaches.c.breach_id],
             set_={"breached_at": ins.excluded.breached_at, "updated_at": ins.excluded.updated_at},
             where=sla_breaches.c.breached_at.is_(None),
         )
-        applied = [breached[b] for b in _returned(conn, first.returning(sla_breaches.c.breach_id),
+        applied = [breached[b] for b in self._returned(conn, first.returning(sla_breaches.c.breach_id),
                                                   [_breach_row(r, now) for r in breached.values()])]
         late_cols = ("status", "met_at", "met_event_id", "late_by_seconds", "updated_at")
         second = ins.on_conflict_do_update(
@@ -186,7 +182,7 @@ class ReadModelWriter:
             set_={c: ins.excluded[c] for c in late_cols},
             where=sla_breaches.c.status != SlaBreachStatus.MET_LATE.value,
         )
-        applied += [met_late[b] for b in _returned(conn, second.returning(sla_breaches.c.breach_id),
+        applied += [met_late[b] for b in self._returned(conn, second.returning(sla_breaches.c.breach_id),
                                                    [_breach_row(r, now) for r in met_late.values()])]
         return applied
 
@@ -221,7 +217,7 @@ class ReadModelWriter:
                 "first_seen_at": min(seen),
                 "updated_at": now,
             })
-        ins = self._insert(accounts)
+        ins = self._bulk_insert(accounts)
         ex = ins.excluded
         has_head = ex.stage_entered_at.is_not(None)
         keep = accounts.c
@@ -238,17 +234,35 @@ class ReadModelWriter:
             ),
             "updated_at": ex.updated_at,
         }
-        conn.execute(ins.on_conflict_do_update(index_elements=[keep.account_id], set_=set_), rows)
+        conn.execute(ins.on_conflict_do_update(index_elements=[keep.account_id], set_=set_), self._params(rows))
+
+    # ---- many rows per statement ------------------------------------------------------
+    def _bulk_insert(self, table: sa.Table) -> Any:
+        """An INSERT of many rows in one statement, ready for ON CONFLICT.
+
+        PostgreSQL gets one array per column, unnested server-side: the SQL
+        text stays small and cached, where a VALUES list of a thousand rows
+        costs more to build than to run. SQLite takes a plain executemany.
+        """
+        if not self._postgres:
+            return sqlite.insert(table)
+        columns = [c for c in table.c]
+        arrays = sa.select(*(sa.func.unnest(sa.bindparam(c.name, type_=postgresql.ARRAY(c.type))) for c in columns))
+        return postgresql.insert(table).from_select([c.name for c in columns], arrays)
+
+    def _params(self, rows: list[dict[str, Any]]) -> Any:
+        if not self._postgres:
+            return rows
+        return {key: [row[key] for row in rows] for key in rows[0]}
+
+    def _returned(self, conn: Connection, stmt: Any, rows: list[dict[str, Any]]) -> set[str]:
+        """Run an upsert over ``rows`` and return the keys of the rows it changed."""
+        if not rows:
+            return set()
+        return {row[0] for row in conn.execute(stmt, self._params(rows))}
 
 
 # ---- helpers --------------------------------------------------------------------------------
-def _returned(conn: Connection, stmt: Any, rows: list[dict[str, Any]]) -> set[str]:
-    """Run an upsert over ``rows`` and return the keys of the rows it changed."""
-    if not rows:
-        return set()
-    return {row[0] for row in conn.execute(stmt, rows)}
-
-
 def _record_time(record: Applicable) -> datetime:
     return record.started_at if isinstance(record, SlaBreach) else record.occurred_at
 
@@ -281,12 +295,13 @@ def _heads(conn: Connection, account_ids: Iterable[str]) -> dict[str, dict[str, 
     """
     ids = list(account_ids)
     h = stage_history.c
-    latest = (
-        sa.select(h.account_id, sa.func.max(h.occurred_at).label("at")).group_by(h.account_id).subquery()
-    )
     out: dict[str, dict[str, Any]] = {}
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start:start + _CHUNK]
+        latest = (
+            sa.select(h.account_id, sa.func.max(h.occurred_at).label("at"))
+            .where(h.account_id.in_(chunk)).group_by(h.account_id).subquery()
+        )
         query = (
             sa.select(h.account_id, h.from_stage, h.to_stage, h.occurred_at, h.to_owner_team, h.owner_id,
                       h.emitted_at, h.transition_id)

@@ -8,9 +8,12 @@ out by hand from this story (see the comments next to each record).
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from importlib import resources
 from pathlib import Path
 
-from pipeline.journey import JourneyDefinition, load_journey, parse_journey
+import yaml
+
+from pipeline.journey import DEFAULT_JOURNEY, JourneyDefinition, parse_journey
 from schemas.handoffs import Handoff, HandoffStatus
 from schemas.sla import SlaBreach, SlaBreachStatus
 from schemas.transitions import StageTransition
@@ -146,9 +149,9 @@ def story() -> list[StageTransition | Handoff | SlaBreach]:
     return [*transitions(), *handoffs(), *breaches()]
 
 
-def journey() -> JourneyDefinition:
-    """The shipped journey with this story's SLAs (three stage-anchored, one event-anchored)."""
-    data = load_journey().model_dump(mode="json", by_alias=True, exclude_none=True)
+def journey_data() -> dict:
+    """The shipped journey file with this story's SLAs (three stage-anchored, one event-anchored)."""
+    data = yaml.safe_load(resources.files("pipeline.journeys").joinpath(DEFAULT_JOURNEY).read_text())
     data["slas"] = [
         {"id": "kickoff", "name": "Kickoff", "owner": "customer_success", "start": {"stage": "closed-won"},
          "expect": {"event": {"kind": "crm.activity_logged"}}, "within": "5 days",
@@ -161,12 +164,14 @@ def journey() -> JourneyDefinition:
          "start": {"event": {"kind": "billing.invoice_paid"}}, "expect": {"event": {"kind": "crm.activity_logged"}},
          "within": "90 days"},
     ]
-    return parse_journey(data, "story journey")
+    return data
+
+
+def journey() -> JourneyDefinition:
+    return parse_journey(journey_data(), "story journey")
 
 
 def write_journey(path: Path) -> Path:
     """The story journey as a YAML file, for the CLI's --journey and $LIFECYCLE_JOURNEY."""
-    import yaml
-
-    path.write_text(yaml.safe_dump(journey().model_dump(mode="json", by_alias=True, exclude_none=True)))
+    path.write_text(yaml.safe_dump(journey_data()))
     return path
