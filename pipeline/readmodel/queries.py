@@ -251,7 +251,7 @@ class HandoffPair:
     completed: int
     dropped: int
     late: int
-    median_seconds_to_first_action: float | None
+    median_first_action_seconds: float | None
 
 
 @dataclass(frozen=True)
@@ -621,7 +621,7 @@ def handoff_health(engine: Engine, period: Period = Period()) -> HandoffReport:
             open=status.count(HandoffStatus.OPENED.value), accepted=status.count(HandoffStatus.ACCEPTED.value),
             completed=status.count(HandoffStatus.COMPLETED.value), dropped=status.count(HandoffStatus.DROPPED.value),
             late=sum(1 for r in rs if r.status in done and r.dropped_at is not None),
-            median_seconds_to_first_action=median(waits) if waits else None,
+            median_first_action_seconds=median(waits) if waits else None,
         ))
     return HandoffReport(since=period.since, until=period.until, by_pair=by_pair, attention=attention)
 

@@ -120,3 +120,17 @@ def test_bad_database_url_is_a_usage_error() -> None:
     assert result.exit_code == 2 and "unsupported database 'mysql'" in result.output
     unreachable = run("funnel", "--db", "postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=2")
     assert unreachable.exit_code == 1 and "cannot open the read model at" in unreachable.output
+
+
+@pytest.mark.parametrize("seconds, text", [
+    (0, "0s"), (42, "42s"), (600, "10m"), (3600, "1h"), (5400, "1h 30m"), (86400, "1d"), (93784, "1d 2h"), (-90, "-1m"),
+])
+def test_durations_read_like_people_write_them(seconds: float, text: str) -> None:
+    from pipeline.readmodel.render import human_duration
+
+    assert human_duration(seconds) == text
+
+
+def test_handoff_table_shows_wait_as_a_duration(db: str) -> None:
+    line = next(ln for ln in run("handoffs", "--db", db).output.splitlines() if ln.startswith("sales "))
+    assert line.split()[-1] == "5d"

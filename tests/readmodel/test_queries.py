@@ -125,10 +125,10 @@ def test_handoff_health(loaded: Engine) -> None:
     pairs = {(p.from_team, p.to_team): p for p in report.by_pair}
     ms = pairs[("marketing", "sales")]
     assert (ms.total, ms.open, ms.accepted, ms.completed, ms.dropped, ms.late) == (2, 1, 0, 1, 0, 0)
-    assert ms.median_seconds_to_first_action == 1 * DAY
+    assert ms.median_first_action_seconds == 1 * DAY
     sc = pairs[("sales", "customer_success")]
     assert (sc.total, sc.open, sc.accepted, sc.completed, sc.dropped, sc.late) == (3, 0, 2, 0, 1, 1)
-    assert sc.median_seconds_to_first_action == 5 * DAY   # A 9 days, C 1 day
+    assert sc.median_first_action_seconds == 5 * DAY   # A 9 days, C 1 day
     attention = {(i.handoff_id, i.status, i.late) for i in report.attention}
     assert attention == {("ho-B1", "opened", False), ("ho-A2", "accepted", True), ("ho-B2", "dropped", False)}
 
