@@ -1,0 +1,136 @@
+"""Throughput of each transport into a real broker, in records per second.
+
+``bench_transports(bootstrap, n)`` runs, one after another in this process:
+
+* ``webhook``: n signed Stripe events POSTed one per request (32 concurrent) to the
+  receiver on loopback; each answer waits for Kafka's ack. The client shares the
+  process and its CPU with the receiver, so this is a lower bound.
+* ``file``: an n-line Segment NDJSON export replayed through ``replay_file``.
+* ``poll``: n Stripe events served 100 a page by a loopback list endpoint with
+  Stripe's pagination, pulled by the polling loop (checkpoint after every page).
+
+Each figure is records acknowledged by Kafka divided by wall-clock time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from connectors.poll import CheckpointStore, PollConfig, Poller
+from connectors.poll_vendors import strategies_for
+from connectors.replay import replay_file
+from connectors.signatures import SCHEMES, SignatureConfig, SignedRequest
+from connectors.sink import RecordSink
+from connectors.webhook import WebhookConfig, WebhookServer
+
+_SECRET = "whsec_bench"
+
+
+def _stripe_event(i: int) -> dict[str, Any]:
+    return {"id": f"evt_bench_{i:08d}", "object": "event", "type": "invoice.paid", "created": 1_700_000_000 + i,
+            "livemode": True, "data": {"object": {"id": f"in_{i}", "object": "invoice",
+                                                  "customer": f"cus_{i % 500}", "amount_paid": 4900}}}
+
+
+async def bench_webhook(bootstrap: str, n: int, concurrency: int = 32) -> float:
+    config = WebhookConfig(signatures=SignatureConfig(secrets={"stripe": _SECRET}))
+    async with WebhookServer(bootstrap, port=0, config=config) as server:
+        url = f"{server.url}/webhooks/stripe"
+        bodies = [orjson.dumps(_stripe_event(i)) for i in range(n)]
+        queue: asyncio.Queue[bytes] = asyncio.Queue()
+        for body in bodies:
+            queue.put_nowait(body)
+        accepted = 0
+        connector = aiohttp.TCPConnector(limit=concurrency)
+        async with aiohttp.ClientSession(connector=connector) as http:
+            async def client() -> None:
+                nonlocal accepted
+                while not queue.empty():
+                    body = queue.get_nowait()
+                    headers = SCHEMES["stripe"].sign(_SECRET, SignedRequest("POST", url, {}, body))
+                    async with http.post(url, data=body, headers=headers) as resp:
+                        if resp.status == 200:
+                            accepted += (await resp.json())["accepted"]
+
+            started = time.perf_counter()
+            await asyncio.gather(*(client() for _ in range(concurrency)))
+            elapsed = time.perf_counter() - started
+    return accepted / elapsed
+
+
+async def bench_file(bootstrap: str, n: int) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "segment.ndjson"
+        with open(path, "wb") as f:
+            for i in range(n):
+                f.write(orjson.dumps({"type": "track", "messageId": f"bench-{i}", "userId": f"user-{i % 500}",
+                                      "event": "Report Built", "timestamp": "2024-03-01T10:00:00Z",
+                                      "properties": {"n": i}}) + b"\n")
+        async with RecordSink(bootstrap, client_id="bench-file") as sink:
+            summary = await replay_file(sink, path, "segment", progress=False)
+    return summary.rate
+
+
+async def bench_poll(bootstrap: str, n: int) -> float:
+    events = [_stripe_event(i) for i in reversed(range(n))]  # newest first, like Stripe
+    index = {e["id"]: i for i, e in enumerate(events)}
+
+    async def list_events(request: web.Request) -> web.Response:
+        q, limit = request.query, int(request.query.get("limit", 10))
+        if "ending_before" in q:
+            i = index[q["ending_before"]]
+            page, more = events[max(0, i - limit):i], i - limit > 0
+        else:
+            i = index[q["starting_after"]] + 1 if "starting_after" in q else 0
+            page, more = events[i:i + limit], i + limit < len(events)
+        return web.Response(body=orjson.dumps({"object": "list", "has_more": more, "data": page}),
+                            content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/v1/events", list_events)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            config = PollConfig(base_url=f"http://127.0.0.1:{runner.addresses[0][1]}", token="sk_bench", page_size=100)
+            async with RecordSink(bootstrap, client_id="bench-poll") as sink:
+                poller = Poller(sink, strategies_for("stripe", config), config, CheckpointStore(Path(tmp) / "cp.json"))
+                started = time.perf_counter()
+                summary = await poller.run(once=True)
+                elapsed = time.perf_counter() - started
+    finally:
+        await runner.cleanup()
+    return summary.records / elapsed
+
+
+def bench_transports(bootstrap: str, n: int = 20_000) -> dict[str, float]:
+    """Records/s of each transport (topics must exist: ``pipeline.runtime.create_topics``)."""
+
+    async def run() -> dict[str, float]:
+        return {"webhook": await bench_webhook(bootstrap, n), "file": await bench_file(bootstrap, n),
+                "poll": await bench_poll(bootstrap, n)}
+
+    return asyncio.run(run())
+
+
+if __name__ == "__main__":  # python -m connectors.bench [n]
+    import sys
+
+    from pipeline.broker import EmbeddedBroker
+    from pipeline.topics import ensure_topics
+    from schemas.topics import all_topic_names
+
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
+    with EmbeddedBroker() as broker:
+        ensure_topics(broker.bootstrap_servers, all_topic_names(), partitions=1)
+        for name, rate in bench_transports(broker.bootstrap_servers, count).items():
+            print(f"{name:8s} {rate:10,.0f} records/s  (n={count})")
