@@ -2,9 +2,8 @@
 
 ``bench_transports(bootstrap, n)`` runs, one after another in this process:
 
-* ``webhook``: n signed Stripe events POSTed one per request (32 concurrent) to the
-  receiver on loopback; each answer waits for Kafka's ack. The client shares the
-  process and its CPU with the receiver, so this is a lower bound.
+* ``webhook``: n signed Stripe events POSTed one per request (32 concurrent, from a
+  child process) to the receiver on loopback; each answer waits for Kafka's ack.
 * ``file``: an n-line Segment NDJSON export replayed through ``replay_file``.
 * ``poll``: n Stripe events served 100 a page by a loopback list endpoint with
   Stripe's pagination, pulled by the polling loop (checkpoint after every page).
@@ -15,6 +14,7 @@ Each figure is records acknowledged by Kafka divided by wall-clock time.
 from __future__ import annotations
 
 import asyncio
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -40,29 +40,36 @@ def _stripe_event(i: int) -> dict[str, Any]:
                                                   "customer": f"cus_{i % 500}", "amount_paid": 4900}}}
 
 
-async def bench_webhook(bootstrap: str, n: int, concurrency: int = 32) -> float:
-    config = WebhookConfig(signatures=SignatureConfig(secrets={"stripe": _SECRET}))
-    async with WebhookServer(bootstrap, port=0, config=config) as server:
-        url = f"{server.url}/webhooks/stripe"
-        bodies = [orjson.dumps(_stripe_event(i)) for i in range(n)]
-        queue: asyncio.Queue[bytes] = asyncio.Queue()
-        for body in bodies:
-            queue.put_nowait(body)
-        accepted = 0
-        connector = aiohttp.TCPConnector(limit=concurrency)
-        async with aiohttp.ClientSession(connector=connector) as http:
-            async def client() -> None:
-                nonlocal accepted
-                while not queue.empty():
-                    body = queue.get_nowait()
-                    headers = SCHEMES["stripe"].sign(_SECRET, SignedRequest("POST", url, {}, body))
-                    async with http.post(url, data=body, headers=headers) as resp:
-                        if resp.status == 200:
-                            accepted += (await resp.json())["accepted"]
+async def _webhook_client(url: str, n: int, concurrency: int) -> tuple[int, float]:
+    """Sign and POST n Stripe events, ``concurrency`` at a time; (accepted, seconds)."""
+    bodies = [orjson.dumps(_stripe_event(i)) for i in range(n)]
+    accepted = 0
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as http:
+        async def client(share: list[bytes]) -> None:
+            nonlocal accepted
+            for body in share:
+                headers = SCHEMES["stripe"].sign(_SECRET, SignedRequest("POST", url, {}, body))
+                async with http.post(url, data=body, headers=headers) as resp:
+                    if resp.status == 200:
+                        accepted += (await resp.json())["accepted"]
 
-            started = time.perf_counter()
-            await asyncio.gather(*(client() for _ in range(concurrency)))
-            elapsed = time.perf_counter() - started
+        started = time.perf_counter()
+        await asyncio.gather(*(client(bodies[k::concurrency]) for k in range(concurrency)))
+        return accepted, time.perf_counter() - started
+
+
+async def bench_webhook(bootstrap: str, n: int, concurrency: int = 32) -> float:
+    """The client runs in a child process so that it does not take the receiver's CPU."""
+    config = WebhookConfig(signatures=SignatureConfig(secrets={"stripe": _SECRET}))
+    async with WebhookServer(bootstrap, host="127.0.0.1", port=0, config=config) as server:
+        code = ("import asyncio, json, sys; from connectors.bench import _webhook_client; "
+                f"print(json.dumps(asyncio.run(_webhook_client({server.url + '/webhooks/stripe'!r}, {n}, {concurrency}))))")
+        child = await asyncio.create_subprocess_exec(sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE,
+                                                     cwd=str(Path(__file__).resolve().parents[1]))
+        out, _ = await child.communicate()
+        if child.returncode != 0:
+            raise RuntimeError(f"webhook bench client failed with exit code {child.returncode}")
+        accepted, elapsed = orjson.loads(out.strip().splitlines()[-1])
     return accepted / elapsed
 
 

@@ -16,6 +16,7 @@ stop between pages resumes with neither gap nor duplicate.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -31,7 +32,7 @@ import aiohttp
 import orjson
 
 from connectors.base import ParseError
-from connectors.sink import RecordSink
+from connectors.sink import RecordSink, Submitted
 from pipeline.metrics import CONNECTOR_RECORDS, CONNECTOR_UP
 
 log = logging.getLogger(__name__)
@@ -298,34 +299,50 @@ class Poller:
 
     async def _drain(self, http: VendorHttp, strategy: CursorStrategy) -> None:
         cursor = self.checkpoint.get(strategy.stream)
-        while True:
-            req = strategy.request(cursor)
-            response = await http.fetch(req)
-            if response.status >= 400:
-                recovered = strategy.recover(response, cursor)
-                if recovered is None:
-                    raise PollError(f"{self.vendor} {strategy.stream}: HTTP {response.status} from "
-                                    f"{http.url(req.path)}: {response.body[:300]!r}")
-                log.warning("%s %s: HTTP %d, resuming from %s", self.vendor, strategy.stream, response.status, recovered)
-                cursor = recovered
-                continue
-            where = f"{strategy.stream} page {self.summary.pages + 1}"
-            try:
-                page = strategy.page(response, cursor)
-            except ParseError as exc:
-                # Not the vendor's shape: keep the body, stop with a clear error rather than skip ahead.
-                await self.sink.dead_letter(reason=exc.reason, detail=f"{where}: {exc.detail}", original=response.body,
-                                            vendor=self.vendor, transport=TRANSPORT, origin_ref=where)
-                self.summary.dead_letters += 1
-                raise PollError(f"{self.vendor} {strategy.stream}: unusable response ({exc})") from exc
-            await self._produce(page.items, where)
-            self.checkpoint.save(strategy.stream, page.cursor)  # only now: Kafka has the page
-            self.summary.pages += 1
-            cursor = page.cursor
-            if not page.more:
-                return
+        req = strategy.request(cursor)
+        fetching = asyncio.ensure_future(http.fetch(req))
+        try:
+            while True:
+                response = await fetching
+                if response.status >= 400:
+                    recovered = strategy.recover(response, cursor)
+                    if recovered is None:
+                        raise PollError(f"{self.vendor} {strategy.stream}: HTTP {response.status} from "
+                                        f"{http.url(req.path)}: {response.body[:300]!r}")
+                    log.warning("%s %s: HTTP %d, resuming from %s", self.vendor, strategy.stream, response.status,
+                                recovered)
+                    cursor, req = recovered, strategy.request(recovered)
+                    fetching = asyncio.ensure_future(http.fetch(req))
+                    continue
+                where = f"{strategy.stream} page {self.summary.pages + 1}"
+                try:
+                    page = strategy.page(response, cursor)
+                except ParseError as exc:
+                    # Not the vendor's shape: keep the body, stop with a clear error rather than skip ahead.
+                    await self.sink.dead_letter(reason=exc.reason, detail=f"{where}: {exc.detail}",
+                                                original=response.body, vendor=self.vendor, transport=TRANSPORT,
+                                                origin_ref=where)
+                    self.summary.dead_letters += 1
+                    raise PollError(f"{self.vendor} {strategy.stream}: unusable response ({exc})") from exc
+                submitted = await self._queue(page.items, where)
+                if page.more:  # the next request needs only the cursor: fetch it while Kafka acknowledges
+                    req = strategy.request(page.cursor)
+                    fetching = asyncio.ensure_future(http.fetch(req))
+                for sub in submitted:
+                    await sub.acknowledged()  # SinkError propagates: the checkpoint stays where it was
+                    self.summary.records += len(sub.records)
+                self.checkpoint.save(strategy.stream, page.cursor)  # only now: Kafka has the page
+                self.summary.pages += 1
+                cursor = page.cursor
+                if not page.more:
+                    return
+        finally:
+            if not fetching.done():
+                fetching.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await fetching
 
-    async def _produce(self, items: list[Any], where: str) -> None:
+    async def _queue(self, items: list[Any], where: str) -> list[Submitted]:
         submitted = []
         for n, item in enumerate(items, 1):
             sub = await self.sink.submit(self.vendor, item, transport=TRANSPORT,
@@ -333,6 +350,4 @@ class Poller:
             if sub.dead_letter is not None:
                 self.summary.dead_letters += 1
             submitted.append(sub)
-        for sub in submitted:
-            await sub.acknowledged()  # SinkError propagates: the checkpoint stays where it was
-            self.summary.records += len(sub.records)
+        return submitted

@@ -125,7 +125,9 @@ class WebhookServer:
 
     def __init__(self, bootstrap_servers: str, host: str = "127.0.0.1", port: int = 8080,
                  config: WebhookConfig | None = None) -> None:
-        self.sink = RecordSink(bootstrap_servers, client_id="lifecycle-webhook")
+        # linger 0: each request waits for its ack, and concurrent requests batch up anyway
+        # while the previous produce request is in flight.
+        self.sink = RecordSink(bootstrap_servers, client_id="lifecycle-webhook", linger_ms=0)
         self.app = create_app(self.sink, config)
         self.host, self.port = host, port
         self._runner: web.AppRunner | None = None

@@ -259,8 +259,15 @@ async def test_stopped_midway_resumes_without_gap_or_duplicate(sink, api, tmp_pa
     want = expected_ids(api, vendor)
     cp = tmp_path / "cp.json"
     api.hang_at = hang_at
-    task = asyncio.create_task(poller(sink, api, vendor, cp).run())
+    first_run = poller(sink, api, vendor, cp)
+    task = asyncio.create_task(first_run.run())
     await asyncio.wait_for(api.hanging.wait(), 10)
+    # the poller fetches page n+1 while Kafka acknowledges page n; let it commit page n, then kill it
+    # while it waits for the hung request (a kill before the commit re-reads page n: at-least-once)
+    async def committed() -> None:
+        while first_run.summary.pages < hang_at - 1:
+            await asyncio.sleep(0.01)
+    await asyncio.wait_for(committed(), 10)
     task.cancel()  # killed while a request is in flight
     with pytest.raises(asyncio.CancelledError):
         await task
