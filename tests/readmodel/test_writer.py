@@ -32,10 +32,6 @@ def count_metric(kind: str, outcome: str) -> float:
     return READ_MODEL_ROWS.labels(kind=kind, outcome=outcome)._value.get()
 
 
-def unique_records() -> int:
-    return len(story.story())
-
-
 def test_apply_then_reapply_changes_nothing(engine: Engine) -> None:
     writer = ReadModelWriter(engine)
     records = story.story()
