@@ -40,7 +40,7 @@ from connectors.parsing import (
     person,
     require,
 )
-from schemas.events import IdentityLink, LifecycleEvent, SourceKind
+from schemas.events import LifecycleEvent, SourceKind
 
 _CHILD_META = {"id", "via", "via_reference_id", "event_type", "type", "previous_value", "field_name", "value",
                "comment_present", "comment_public", "audit_id", "created_at"}
@@ -187,36 +187,30 @@ class ZendeskParser(VendorParser):
         fields = {**created, **changed}
         org = ident("zendesk.organization", fields.get("organization_id"))
         tid = ident("zendesk.ticket", ticket_id)
-        requester = ident("zendesk.user", fields.get("requester_id"))
-        ids = [org, tid, requester]
-        links: list[IdentityLink | None] = [link(tid, org, "zendesk ticket organization_id")]
-        via = _via(payload.get("via"))
+        ids = [org, tid, ident("zendesk.user", fields.get("requester_id"))]
+        links = [link(tid, org, "zendesk ticket organization_id")]
 
-        planned: list[tuple[str, str, dict[str, Any]]] = []
+        planned: list[tuple[str, str, dict[str, Any]]] = []  # kind, id suffix, ticket fields
         if created:
-            planned.append(("support.ticket_created", "created", {**created, "via": via}))
+            planned.append(("support.ticket_created", "created", {**created, "via": _via(payload.get("via"))}))
+        elif as_str(changed.get("status")) == "solved":
+            planned.append(("support.ticket_solved", "solved", fields))
         elif "status" in changed or "priority" in changed:
-            status = as_str(changed.get("status"))
-            if status == "solved":
-                planned.append(("support.ticket_solved", "solved", fields))
-            else:
-                planned.append(("support.ticket_updated", "updated",
-                                {**fields, "previous_status": previous.get("status")}))
-        if rating and as_str(rating.get("score")) and str(rating["score"]).lower() in _RATINGS:
+            planned.append(("support.ticket_updated", "updated", {**fields, "previous_status": previous.get("status")}))
+        if (as_str(rating.get("score")) or "").lower() in _RATINGS:
             planned.append(("support.satisfaction_rated", "satisfaction", rating))
-        if not planned:
-            # Comments, tag edits, notifications: still activity on the ticket, kept as an update.
-            attrs = self._attrs("support.ticket_updated", ticket_id, {})
-            attrs["changes"] = sorted(types)
-            planned_events = [("support.ticket_updated", "updated", attrs)]
-        else:
-            planned_events = [(k, s, self._attrs(k, ticket_id, f)) for k, s, f in planned]
-        if "priority" in changed and planned_events[0][0] == "support.ticket_updated":
-            planned_events[0][2]["previous_priority"] = as_str(previous.get("priority"))
-        for _, _, attrs in planned_events:
-            attrs.setdefault("updater_id", as_number(payload.get("updater_id")))
-        return [self.event(k, audit_id, occurred_at, ingested_at, ids, links=links, attributes=a, suffix=s)
-                for k, s, a in planned_events]
+        events = []
+        for kind, suffix, ticket_fields in planned or [("support.ticket_updated", "updated", {})]:
+            attrs = self._attrs(kind, ticket_id, ticket_fields)
+            if not planned:
+                # Comments, tag edits, notifications: still activity on the ticket, kept as an update.
+                attrs["changes"] = sorted(types)
+            if kind == "support.ticket_updated" and "priority" in changed:
+                attrs["previous_priority"] = as_str(previous.get("priority"))
+            attrs["updater_id"] = as_number(payload.get("updater_id"))
+            events.append(self.event(kind, audit_id, occurred_at, ingested_at, ids, links=links, attributes=attrs,
+                                     suffix=suffix))
+        return events
 
 
 PARSER = register(ZendeskParser())
