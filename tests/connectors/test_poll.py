@@ -221,8 +221,9 @@ def expected_ids(api: FakeVendorApi, vendor: str) -> list[str]:
     return [p.event_id(x) for item in native_items(api, vendor) for x in p.split(item)]
 
 
-async def polled(sink: RecordSink, vendor: str, start: dict, expect: int) -> list[Any]:
-    got = await read_from(sink.bootstrap_servers, start, expect=expect)
+async def polled(sink: RecordSink | str, vendor: str, start: dict, expect: int) -> list[Any]:
+    bootstrap = sink if isinstance(sink, str) else sink.bootstrap_servers
+    got = await read_from(bootstrap, start, expect=expect)
     return [m for m in got if header(m, "vendor") == vendor and header(m, "transport") == "poll"]
 
 
@@ -426,3 +427,26 @@ def test_watermark_drops_boundary_repeats_only():
     again = [{"t": 2, "id": "b"}, {"t": 2, "id": "c"}, {"t": 2, "id": "d"}, {"t": 3, "id": "e"}]
     fresh, cur = past_watermark(again, cur, lambda i: i["t"], lambda i: i["id"])
     assert [i["id"] for i in fresh] == ["d", "e"] and cur == {"since": 3, "ids": ["e"]}
+
+
+async def test_cli_poll_once_then_resume_from_cursor_file(topics, parsers, api, tmp_path):
+    from click.testing import CliRunner
+
+    from connectors.cli import connect
+
+    start = await end_offsets(topics, topic_of("zendesk"))
+    cp = tmp_path / "zendesk.json"
+    args = ["poll", "zendesk", "--bootstrap", topics, "--base-url", api.url, "--user", "agent@acme.com/token",
+            "--password", "zt", "--cursor-file", str(cp), "--once", "--page-size", "4"]
+    result = await asyncio.to_thread(CliRunner().invoke, connect, args)
+    assert result.exit_code == 0, result.output
+    want = expected_ids(api, "zendesk")
+    assert f"{len(want)} records" in result.output and json.loads(cp.read_text())["ticket_events"]["since"]
+    again = await asyncio.to_thread(CliRunner().invoke, connect, args)
+    assert again.exit_code == 0 and " 0 records" in again.output  # nothing new: nothing produced
+    got = await polled(topics, "zendesk", start, len(want))
+    assert sorted(header(m, "event_id") for m in got) == sorted(want)
+    no_creds = await asyncio.to_thread(CliRunner().invoke, connect, ["poll", "stripe", "--bootstrap", topics,
+                                                                      "--base-url", api.url, "--once"],
+                                       env={"STRIPE_API_KEY": ""})
+    assert no_creds.exit_code != 0 and "no credentials" in no_creds.output

@@ -166,3 +166,24 @@ async def test_large_export_replays_in_bounded_memory(sink, tmp_path):
     got = await read_from(sink.bootstrap_servers, start, expect=n, timeout=60)
     ids = {header(m, "event_id") for m in got}
     assert len(got) == n and len(ids) == n  # all there, none twice
+
+
+async def test_cli_replay(topics, parsers, tmp_path):
+    import asyncio
+
+    from click.testing import CliRunner
+
+    from connectors.cli import connect
+
+    run = uuid.uuid4().hex[:8]
+    path = tmp_path / "calls.ndjson"
+    path.write_bytes(b"\n".join(orjson.dumps(segment_call(run, i)) for i in range(7)) + b"\nnope\n")
+    start = await end_offsets(topics, RAW[SourceKind.PRODUCT])
+    result = await asyncio.to_thread(CliRunner().invoke, connect,
+                                     ["replay", str(path), "--vendor", "segment", "--bootstrap", topics, "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "7 records, 1 dead letters" in result.output
+    got = await read_from(topics, start, expect=7)
+    assert sorted(RawRecord.from_json(m.value).payload["messageId"] for m in got) == sorted(f"{run}-{i}" for i in range(7))
+    missing_vendor = await asyncio.to_thread(CliRunner().invoke, connect, ["replay", str(path), "--bootstrap", topics])
+    assert missing_vendor.exit_code != 0 and "--vendor" in missing_vendor.output
