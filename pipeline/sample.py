@@ -106,7 +106,7 @@ class AccountPlan:
     linkage: str              # explicit: CRM ids in other systems; domain: only the email/web domain links it
     kickoff: str              # on_time | late | never | n/a
     path: list[str] = field(default_factory=list)
-    identifiers: list[str] = field(default_factory=list)
+    identifiers: list[str] = field(default_factory=list)  # ids it was given; a stalled lead never uses Stripe's
 
     @property
     def final_stage(self) -> str | None:
