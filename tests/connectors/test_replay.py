@@ -138,9 +138,9 @@ def _status(key: str) -> int:
 
 
 async def test_large_export_replays_in_bounded_memory(sink, tmp_path):
-    """120k records (~60 MB) through Kafka while the process grows by far less than the file."""
+    """80k records (~65 MB) through Kafka while the process grows by far less than the file."""
     run = uuid.uuid4().hex[:8]
-    n, pad = 120_000, "p" * 380
+    n, pad = 80_000, "p" * 650
     path = tmp_path / "big.ndjson"
     with open(path, "wb") as f:
         for i in range(n):
