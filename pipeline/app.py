@@ -85,7 +85,8 @@ class LifecyclePipeline:
         self.logic = AccountLogic(self.journey)
         self.clock = WatermarkClock(settings.idle_seconds, settings.allowed_lateness_seconds)
         (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
-        self.app = faust.App(settings.app_id, **faust_config(settings))
+        self.app = _App(settings.app_id, **faust_config(settings))
+        self.app.webserver_hooks.append(self._mount_read_model)
         app = self.app
 
         # ---- topics -----------------------------------------------------------------
@@ -132,7 +133,17 @@ class LifecyclePipeline:
 
             web.install(self)
 
+    def _mount_read_model(self, web_app: Any) -> None:
+        """The RevOps report API on the worker's own web server (read-only, off the event loop)."""
+        if self.settings.sink_enabled:
+            from pipeline.readmodel.http import add_routes
+
+            add_routes(web_app, lambda: self.sink.engine, journey=self.journey)
+
     async def _mark_started(self) -> None:
+        # Table writes queue changelog messages in Faust's producer buffer; at its default
+        # of 100 the stream stalls in 0.1 s waits whenever a burst exceeds it.
+        self.app.producer.buffer.max_messages = 20_000
         self.started = True
 
     # ---- helpers ------------------------------------------------------------------------
@@ -237,8 +248,11 @@ class LifecyclePipeline:
             msg: AccountMessage = event.value
             account_id = msg.account_id
             state: AccountState | None = self.accounts.get(account_id)
+            before = None
             if state is None:
                 state = AccountState(account_id=account_id)
+            else:
+                before = _fingerprint(state)
             if state.merged_into and msg.type == "event" and msg.event is not None:
                 # In flight when the merge happened: follow the account to its survivor.
                 await self.account_topic.send(key=state.merged_into, value=AccountMessage(
@@ -263,16 +277,22 @@ class LifecyclePipeline:
                     del self.journals[account_id]
             elif msg.type == "merge_in":
                 out = self.logic.on_merge_in(state, msg.journal)
-            self.accounts[account_id] = state
+            if before is None or out or msg.type != "event" or before != _fingerprint(state):
+                self.accounts[account_id] = state
+            # else: nothing that matters changed (product noise); the in-memory value already has the
+            # bookkeeping, and skipping the changelog write is most of the per-event cost saved.
             if out.journal:
                 journal = self.journals.get(account_id) or Journal()
                 journal.extend(out.journal)
                 self.journals[account_id] = journal
             due = self.logic.notify_at(state)
-            if due is not None:
-                self.deadlines[account_id] = due.timestamp()
-            elif self.deadlines.get(account_id) is not None:
-                del self.deadlines[account_id]
+            due_ts = due.timestamp() if due is not None else None
+            current_due = self.deadlines.get(account_id)
+            if due_ts != current_due:
+                if due_ts is None:
+                    del self.deadlines[account_id]
+                else:
+                    self.deadlines[account_id] = due_ts
             if out:
                 await self._publish(account_id, out, msg)
 
@@ -310,6 +330,24 @@ class LifecyclePipeline:
                 type="tick", account_id=account_id, now=now))
         metrics.TABLE_KEYS.labels("accounts").set(len(self.accounts))
         metrics.TABLE_KEYS.labels("deadlines").set(len(self.deadlines))
+
+
+class _App(faust.App):
+    """Faust's App with a hook list for routes added before its web server starts."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.webserver_hooks: list[Any] = []
+
+    def on_webserver_init(self, web: Any) -> None:
+        for hook in self.webserver_hooks:
+            hook(web.web_app)
+
+
+def _fingerprint(state: AccountState) -> tuple[Any, ...]:
+    """What must reach the changelog when it changes (stage, owner, SLA clocks, handoffs)."""
+    return (state.stage, state.crm_owner_id, state.segment, state.merged_into, len(state.ignored),
+            state.sla.model_dump_json(), state.handoffs.model_dump_json())
 
 
 class _Pending:

@@ -20,6 +20,7 @@ from pipeline.summary import Summary
 from schemas import topics as T
 from schemas.events import DeadLetter
 from schemas.handoffs import Handoff
+from schemas.identity import AccountMerged, parse_identity_record
 from schemas.sla import SlaBreach
 from schemas.transitions import StageTransition
 
@@ -74,6 +75,8 @@ def run_demo(settings: Settings, accounts: int = 40, seed: int = 7, echo: Echo =
                 read_topic(s.bootstrap_servers, T.HANDOFFS, Handoff),
                 read_topic(s.bootstrap_servers, T.SLA_BREACHES, SlaBreach),
                 read_topic(s.bootstrap_servers, T.DEAD_LETTER, DeadLetter),
+                merged={r.from_account for m in read_topic(s.bootstrap_servers, T.IDENTITY)
+                        if isinstance(r := parse_identity_record(m.value), AccountMerged)},
             )
             journey = load_journey(s.journey_path)
             echo(summary.render([st.id for st in journey.stages]))

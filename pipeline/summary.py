@@ -23,7 +23,8 @@ class Summary:
 
     @classmethod
     def build(cls, transitions: list[StageTransition], handoffs: list[Handoff], breaches: list[SlaBreach],
-              dead_letters: list[DeadLetter]) -> Summary:
+              dead_letters: list[DeadLetter], merged: set[str] = frozenset()) -> Summary:
+        """``merged``: accounts absorbed by identity merges; their history lives on in the survivor."""
         s = cls()
         seen: set[str] = set()
         current: dict[str, StageTransition] = {}
@@ -37,7 +38,7 @@ class Summary:
             prev = current.get(t.account_id)
             if prev is None or (t.occurred_at, t.emitted_at) >= (prev.occurred_at, prev.emitted_at):
                 current[t.account_id] = t
-        s.accounts_by_stage.update(t.to_stage for t in current.values())
+        s.accounts_by_stage.update(t.to_stage for a, t in current.items() if a not in merged)
         latest: dict[str, Handoff] = {}
         for h in handoffs:
             if h.handoff_id not in latest or h.version > latest[h.handoff_id].version:

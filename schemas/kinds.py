@@ -7,7 +7,8 @@ Identifier namespaces (``LifecycleEvent.identifiers``, ``namespace:value``):
 ``hubspot.company``, ``hubspot.contact``, ``hubspot.deal``, ``salesforce.account``,
 ``salesforce.lead``, ``salesforce.contact``, ``salesforce.opportunity``,
 ``stripe.customer``, ``segment.group``, ``segment.user``, ``segment.anonymous``,
-``zendesk.organization``, ``zendesk.user``, ``domain`` (an email/web domain,
+``zendesk.organization``, ``zendesk.user``, ``zendesk.ticket`` (linked to its organization by
+the creating audit), ``domain`` (an email/web domain,
 the fallback rule). Account-level ids come first in the list.
 """
 
