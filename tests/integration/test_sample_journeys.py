@@ -46,6 +46,19 @@ def test_sample_history_ends_where_each_story_ends(start_worker, base_settings, 
             mismatches.append((plan.account_key, plan.story, plan.linkage, plan.path, mine))
     assert not mismatches
 
+    # The worker answers RevOps questions from the same read model, over HTTP.
+    import json
+
+    funnel = json.loads(worker.fetch("/api/reports/funnel"))
+    reached = {row["stage"]: row["reached"] for row in funnel["stages"]}
+    planned_mql = sum(1 for p in plans(config) if "MQL" in p.path)
+    assert reached["MQL"] >= planned_mql
+    some = plans(config)[0]
+    timeline = json.loads(worker.fetch(f"/api/accounts/acct:{some.account_key}/timeline"))
+    assert timeline["current_stage"] == some.path[-1]
+    assert [e for e in timeline["entries"] if e["kind"] == "transition"]
+    assert worker.get("/readyz") == 200 and worker.get("/healthz") == 200
+
     dead = read_topic(base_settings.bootstrap_servers, T.DEAD_LETTER, DeadLetter)[dead_before:]
     assert len(dead) == expected_dead_letters(config)
     assert all(d.reason and d.detail and d.original for d in dead)
