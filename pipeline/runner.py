@@ -129,6 +129,37 @@ def produce_bytes(bootstrap: str, topic: str, values: Sequence[bytes]) -> None:
     producer.close()
 
 
+def true_end_offsets(consumer: KafkaConsumer, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+    """The next offset of each partition, read rather than asked for.
+
+    Tansu (the embedded broker) answers ListOffsets(latest) with the base offset of
+    the last *batch* + 1, short of the end after a batched produce; so read on from
+    there to the real last record. On Apache Kafka the read finds nothing more.
+    """
+    ends = dict(consumer.end_offsets(list(tps)))
+    if not tps:
+        return ends
+    consumer.assign(list(tps))
+    for tp in tps:
+        consumer.seek(tp, max(0, ends[tp] - 1))
+    while True:
+        batch = consumer.poll(timeout_ms=200, max_records=100_000)
+        if not batch:
+            return ends
+        for tp, msgs in batch.items():
+            if msgs:
+                ends[tp] = max(ends[tp], msgs[-1].offset + 1)
+
+
+def topic_end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        return true_end_offsets(consumer, tps)
+    finally:
+        consumer.close()
+
+
 def read_topic(bootstrap: str, topic: str, model: type[M] | None = None, timeout: float = 2.0) -> list:
     """Everything on a topic right now, from the beginning, without a consumer group."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
@@ -138,9 +169,9 @@ def read_topic(bootstrap: str, topic: str, model: type[M] | None = None, timeout
     if not tps:
         consumer.close()
         return []
+    end = true_end_offsets(consumer, tps)
     consumer.assign(tps)
     consumer.seek_to_beginning(*tps)
-    end = consumer.end_offsets(tps)
     out = []
     remaining = {tp for tp in tps if end[tp] > 0}
     deadline = time.monotonic() + max(timeout, 10.0)
@@ -161,7 +192,7 @@ def group_lag(bootstrap: str, group: str, topics: Sequence[str]) -> int:
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
     try:
         tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
-        end = consumer.end_offsets(tps)
+        end = true_end_offsets(consumer, tps)
         committed = admin.list_group_offsets({group: tps}).get(group, {})
         total = 0
         for tp in tps:

@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from connectors import base
 from connectors.base import ParseError
+from pipeline.runner import topic_end_offsets
 from pipeline.topics import ensure_topics
 from schemas.events import LifecycleEvent, SourceKind
 from schemas.topics import all_topic_names
@@ -94,33 +95,9 @@ def topics(kafka_bootstrap: str) -> str:
 
 
 async def end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
-    """The true next offset of each partition.
-
-    Tansu (in-memory storage) answers ListOffsets(latest) with the base offset of
-    the last *batch* + 1, which is short of the end after a batched produce; so
-    read on from there to the real last record.
-    """
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50)
-    await consumer.start()
-    try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        if not parts:
-            await consumer._client.force_metadata_update()
-            parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in parts]
-        ends = await consumer.end_offsets(tps)
-        consumer.assign(tps)
-        for tp, offset in ends.items():
-            consumer.seek(tp, offset)
-        while True:
-            batch = await consumer.getmany(timeout_ms=100, max_records=100_000)
-            if not batch:
-                return ends
-            for tp, msgs in batch.items():
-                if msgs:
-                    ends[tp] = max(ends[tp], msgs[-1].offset + 1)
-    finally:
-        await consumer.stop()
+    """The true next offset of each partition (see ``pipeline.runner.true_end_offsets``)."""
+    ends = await asyncio.to_thread(topic_end_offsets, bootstrap, topic)
+    return {TopicPartition(tp.topic, tp.partition): offset for tp, offset in ends.items()}
 
 
 async def read_from(bootstrap: str, start: dict[TopicPartition, int], *, expect: int | None = None,

@@ -16,9 +16,9 @@ from schemas.events import RawRecord
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="session")
-def base_settings(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    settings = Settings(bootstrap_servers=kafka_bootstrap, partitions=2, idle_seconds=1.0, timer_interval=0.25,
+@pytest.fixture(scope="module")
+def base_settings(isolated_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    settings = Settings(bootstrap_servers=isolated_bootstrap, partitions=2, idle_seconds=1.0, timer_interval=0.25,
                         commit_interval=0.3, data_dir=tmp_path_factory.mktemp("lifecycle"))
     create_topics(settings)
     return settings
