@@ -74,7 +74,8 @@ def _hwm_kib(pid: int) -> int:
     return 0
 
 
-def run_bench(settings: Settings, accounts: int = 600, seed: int = 11, echo: Echo = print) -> dict[str, float]:
+def run_bench(settings: Settings, accounts: int = 600, seed: int = 11, echo: Echo = print,
+              transports: int = 10_000) -> dict[str, float]:
     from pipeline.sample import SampleConfig, generate
 
     data_dir = settings.data_dir / "bench"
@@ -109,8 +110,14 @@ def run_bench(settings: Settings, accounts: int = 600, seed: int = 11, echo: Ech
         finally:
             worker.stop()
         pipe_rate = n / pipe_seconds
-        echo(f"(b) pipeline normalize→identity→accounts (+sink): {pipe_rate:,.0f} events/s ({pipe_seconds:.2f}s), "
+        echo(f"(b) pipeline ingest(parse+identity)→accounts (+sink): {pipe_rate:,.0f} events/s ({pipe_seconds:.2f}s), "
              f"worker peak RSS {rss_mib:.0f} MiB")
+        if transports:
+            from connectors.bench import bench_transports
+
+            rates = bench_transports(s.bootstrap_servers, transports)
+            echo("connector transports into Kafka (records/s): "
+                 + ", ".join(f"{name} {rate:,.0f}" for name, rate in rates.items()))
     ratio = pipe_rate / raw_rate
     echo(f"bench process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     echo(f"ratio pipeline/raw = {ratio:.2f}")

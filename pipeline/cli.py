@@ -42,11 +42,14 @@ def demo(accounts: int, seed: int) -> None:
 @main.command()
 @click.option("--accounts", default=600, show_default=True, help="Accounts in the generated sample (scales events).")
 @click.option("--seed", default=11, show_default=True)
-def bench(accounts: int, seed: int) -> None:
-    """Measure raw consume→decode→produce vs the real pipeline on the same events, same broker."""
+@click.option("--transports", default=10_000, show_default=True,
+              help="Records per connector transport benchmark (0 to skip).")
+def bench(accounts: int, seed: int, transports: int) -> None:
+    """Measure raw consume→decode→produce vs the real pipeline on the same events, same broker,
+    then each connector transport's throughput into Kafka."""
     from pipeline.bench import run_bench
 
-    run_bench(Settings.from_env(), accounts=accounts, seed=seed, echo=click.echo)
+    run_bench(Settings.from_env(), accounts=accounts, seed=seed, echo=click.echo, transports=transports)
 
 
 @main.group()
