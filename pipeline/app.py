@@ -206,7 +206,8 @@ class LifecyclePipeline:
             await self.dead_letter(stage="parse", reason=exc.reason, detail=exc.detail, origin_ref=origin, **where)
             return []
         except Exception as exc:  # a parser bug must not stop the stream
-            log.exception("parser %s failed on %s", raw.vendor, raw.event_id)
+            log.exception("parser %s failed on %s", raw.vendor, raw.event_id,
+                          extra={"event_id": raw.event_id, "vendor": raw.vendor, "topic": topic})
             metrics.EVENTS_INGESTED.labels(raw.source.value, "dead_letter").inc()
             await self.dead_letter(stage="parse", reason="parser_error", detail=f"{type(exc).__name__}: {exc}",
                                    origin_ref=origin, **where)

@@ -43,5 +43,8 @@ def run_worker(settings: Settings) -> None:
 
     pipeline = LifecyclePipeline(settings)
     create_topics(settings)
-    worker = Worker(pipeline.app, loglevel=settings.log_level, quiet=True)
+    from pipeline.logs import logging_config
+
+    worker = Worker(pipeline.app, loglevel=settings.log_level, quiet=True,
+                    logging_config=logging_config(settings.log_level))
     worker.execute_from_commandline()
