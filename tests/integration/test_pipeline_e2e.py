@@ -52,6 +52,20 @@ def test_one_account_across_four_systems(start_worker, base_settings):
     assert not any(t.inferred for t in mine)
     assert len({t.transition_id for t in mine}) == 5
 
+    # What SREs see: the series named by Prometheus conventions, with the values of this run.
+    metrics = worker.fetch("/metrics").decode()
+    for line in ['lifecycle_stage_transitions_total{from_stage="MQL",to_stage="SQL"} 1.0',
+                 'lifecycle_stage_transitions_total{from_stage="closed-won",to_stage="onboarding"} 1.0',
+                 'lifecycle_events_ingested_total{outcome="accepted",source="crm"} 3.0',
+                 'lifecycle_events_ingested_total{outcome="accepted",source="product"} 2.0',
+                 'lifecycle_time_in_stage_seconds_count{stage="SQL"} 1.0',
+                 'lifecycle_engine_outcomes_total{outcome="moved"} 5.0',
+                 "lifecycle_worker_ready 1.0"]:
+        assert line in metrics, line
+    assert 'lifecycle_consumer_lag{partition="0",topic="lifecycle.raw.crm"}' in metrics
+    assert "lifecycle_faust_messages_received" in metrics  # Faust's own sensor, same registry
+    assert "account_id" not in metrics and "acct:" not in metrics  # bounded labels only
+
     # Re-delivery of the whole history (a connector retry) changes nothing downstream.
     feed.send(*history)
     feed.caught_up()
