@@ -23,3 +23,12 @@ class AccountMessage(Record):
     now: UtcDatetime | None = Field(default=None, description="For ticks: the clock reading to fire up to")
     merge: AccountMerged | None = None
     journal: list[LifecycleEvent] = Field(default_factory=list, description="For merge_in: the absorbed account's events")
+
+
+class AccountBatch(Record):
+    """One message on ``lifecycle.account-events``: messages for accounts of ONE partition,
+    in order. Batching is what makes the account hop cheap: Faust's per-message cost is
+    paid once per batch, and each account's state is written to its changelog once per
+    batch instead of once per event."""
+
+    messages: list[AccountMessage]
