@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from schemas.events import DeadLetter, LifecycleEvent, RawRecord, SourceKind
+from schemas.accounts import AccountBatch
+from schemas.events import DeadLetter, RawRecord, SourceKind
+from schemas.identity import AccountMerged, IdentityDecision
 from schemas.handoffs import Handoff
 from schemas.sla import SlaBreach
 from schemas.transitions import StageTransition
@@ -17,9 +19,8 @@ from schemas.base import Record
 @dataclass(frozen=True)
 class TopicSpec:
     name: str
-    model: type[Record]
+    models: tuple[type[Record], ...]  # a value is one of these (told apart by a ``type`` field if several)
     doc: str
-    compacted: bool = False
 
 
 RAW = {kind: f"lifecycle.raw.{kind.value}" for kind in SourceKind}
@@ -36,13 +37,15 @@ DEAD_LETTER = "lifecycle.dead-letter"
 IDENTITY = "lifecycle.identity"               # identity decisions and account merges
 
 PUBLIC: tuple[TopicSpec, ...] = (
-    *(TopicSpec(name, RawRecord, f"Native {kind.value} payloads from connectors") for kind, name in RAW.items()),
-    TopicSpec(STAGE_TRANSITIONS, StageTransition, "Every stage change of every account"),
-    TopicSpec(HANDOFFS, Handoff, "Handoffs between owning teams, re-emitted on each status change"),
-    TopicSpec(SLA_BREACHES, SlaBreach, "SLA deadlines missed, and late recoveries"),
-    TopicSpec(DEAD_LETTER, DeadLetter, "Input that could not be used, with the reason"),
+    *(TopicSpec(name, (RawRecord,), f"Native {kind.value} payloads from connectors") for kind, name in RAW.items()),
+    TopicSpec(STAGE_TRANSITIONS, (StageTransition,), "Every stage change of every account"),
+    TopicSpec(HANDOFFS, (Handoff,), "Handoffs between owning teams, re-emitted on each status change"),
+    TopicSpec(SLA_BREACHES, (SlaBreach,), "SLA deadlines missed, and late recoveries"),
+    TopicSpec(IDENTITY, (IdentityDecision, AccountMerged), "Identity decisions and account merges (audit trail)"),
+    TopicSpec(DEAD_LETTER, (DeadLetter,), "Input that could not be used, with the reason"),
+    TopicSpec(ACCOUNT_EVENTS, (AccountBatch,), "Internal: resolved events, ticks and merges, batched per partition"),
 )
 
 
 def all_topic_names() -> list[str]:
-    return [spec.name for spec in PUBLIC] + [ACCOUNT_EVENTS, IDENTITY]
+    return [spec.name for spec in PUBLIC]

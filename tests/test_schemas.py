@@ -1,0 +1,48 @@
+"""The public contract: JSON Schemas export, and they accept what the pipeline emits."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import jsonschema
+from click.testing import CliRunner
+
+from pipeline.cli import main
+from schemas import topics as T
+from schemas.base import UtcDatetime
+from schemas.transitions import StageTransition
+
+
+def test_export_writes_valid_schemas_that_accept_real_records(tmp_path):
+    result = CliRunner().invoke(main, ["schemas", "export", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    files = {p.name: json.loads(p.read_text()) for p in tmp_path.glob("*.schema.json")}
+    assert {"StageTransition.schema.json", "Handoff.schema.json", "SlaBreach.schema.json",
+            "LifecycleEvent.schema.json", "RawRecord.schema.json", "DeadLetter.schema.json",
+            "AccountBatch.schema.json"} <= set(files)
+    for schema in files.values():
+        jsonschema.Draft202012Validator.check_schema(schema)
+    schema = files["StageTransition.schema.json"]
+    assert schema["x-topics"] == [T.STAGE_TRANSITIONS]
+    now = datetime(2026, 3, 2, tzinfo=timezone.utc)
+    record = StageTransition(transition_id=StageTransition.make_id("a", "SQL", "e1"), account_id="a",
+                             from_stage="MQL", to_stage="SQL", occurred_at=now, trigger_event_id="e1",
+                             trigger_kind="crm.lead_qualified", to_owner_team="sales", emitted_at=now)
+    jsonschema.validate(json.loads(record.to_json()), schema)
+    bad = json.loads(record.to_json()) | {"to_stage": 7}
+    try:
+        jsonschema.validate(bad, schema)
+    except jsonschema.ValidationError:
+        pass
+    else:
+        raise AssertionError("schema accepted a non-string stage")
+
+
+def test_naive_datetimes_are_refused_at_the_contract():
+    import pytest
+    from pydantic import TypeAdapter, ValidationError
+
+    with pytest.raises(ValidationError, match="timezone"):
+        TypeAdapter(UtcDatetime).validate_python(datetime(2026, 1, 1))
+    assert TypeAdapter(UtcDatetime).validate_python("2026-01-01T10:00:00+02:00").hour == 8
