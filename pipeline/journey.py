@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from pipeline.core.calendar import CalendarConfig
 from pipeline.core.handoffs import HandoffConfig
-from pipeline.core.predicates import Criterion, any_match
+from pipeline.core.predicates import Criterion, FromTo, any_match
 from pipeline.core.sla import PROMISED_TTV_ID, PromisedTtvConfig, SlaRule
 from schemas.events import LifecycleEvent
 
@@ -46,13 +46,6 @@ class Stage(BaseModel):
         description="Stages this one may be entered from; default for path stages: any lower rank",
     )
     description: str = ""
-
-
-class BackwardMove(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    from_: str = Field(alias="from")
-    to: str
 
 
 class IdentityConfig(BaseModel):
@@ -84,7 +77,7 @@ class JourneyDefinition(BaseModel):
     name: str
     version: int = 1
     stages: tuple[Stage, ...] = Field(min_length=1)
-    backward: tuple[BackwardMove, ...] = ()
+    backward: tuple[FromTo, ...] = ()
     jumps: Literal["infer", "direct"] = Field(
         default="infer",
         description="On a jump (SQL straight to onboarding): emit the skipped stages as inferred transitions, or one direct transition",

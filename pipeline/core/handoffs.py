@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pipeline.core.calendar import BusinessCalendar
 from pipeline.core.durations import Duration, Unit
-from pipeline.core.predicates import Criterion, any_match
+from pipeline.core.predicates import Criterion, FromTo, any_match
 from schemas.base import UtcDatetime
 from schemas.events import LifecycleEvent
 from schemas.handoffs import Handoff, HandoffStatus
@@ -53,13 +53,6 @@ class ReceivingTeam(BaseModel):
     first_action: tuple[Criterion, ...] = Field(default=(Criterion(kind="crm.activity_logged"),), min_length=1)
 
 
-class Route(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    from_: str = Field(alias="from")
-    to: str
-
-
 class HandoffConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -68,7 +61,7 @@ class HandoffConfig(BaseModel):
     directions: tuple[str, ...] = Field(
         default=("forward", "return"),
         description="Transition directions that hand an account over (not regression: churn is not a handoff)")
-    named_route: Route = Route(from_="sales", to="customer_success")
+    named_route: FromTo = FromTo(from_="sales", to="customer_success")
     named_event: dict[str, NamedEvent] = {
         "enterprise": NamedEvent.CONTRACT_EXECUTION,
         "mid_market": NamedEvent.EITHER,

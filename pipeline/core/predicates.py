@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from schemas.events import LifecycleEvent
 
@@ -112,3 +112,12 @@ class Criterion(BaseModel):
 
 def any_match(criteria: list[Criterion] | tuple[Criterion, ...], event: LifecycleEvent) -> bool:
     return any(c.matches(event) for c in criteria)
+
+
+class FromTo(BaseModel):
+    """A ``{from: a, to: b}`` pair in the journey YAML (stages, or teams)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    from_: str = Field(alias="from")
+    to: str
