@@ -66,6 +66,22 @@ def test_one_account_across_four_systems(start_worker, base_settings):
     assert "lifecycle_faust_messages_received" in metrics  # Faust's own sensor, same registry
     assert "account_id" not in metrics and "acct:" not in metrics  # bounded labels only
 
+    # RevOps can ask why these ids are one account, from Kafka alone.
+    import os
+    import subprocess
+    import sys
+
+    env = os.environ | {"KAFKA_BOOTSTRAP_SERVERS": base_settings.bootstrap_servers,
+                        "LIFECYCLE_APP_ID": feed.settings.app_id}
+    shown = subprocess.run([sys.executable, "-m", "pipeline.cli", "identity", "show", f"segment.group:{group}"],
+                           env=env, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.splitlines()[0] == f"segment.group:{group} -> {account}"
+    for member in (f"hubspot.company:{company}", f"stripe.customer:cus_{company}", f"hubspot.deal:d{company}",
+                   "domain:example-corp.com"):
+        assert member in shown.stdout
+    assert "explicit link" in shown.stdout and "@" not in shown.stdout
+
     # Re-delivery of the whole history (a connector retry) changes nothing downstream.
     feed.send(*history)
     feed.caught_up()
