@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline.runner import WorkerProcess, read_topic, wait_caught_up
+from pipeline.runner import WorkerProcess, consumed_topics, read_topic, wait_caught_up
 from pipeline.runtime import broker_for, create_topics
 from pipeline.settings import Settings
 from pipeline.summary import Summary
@@ -64,8 +64,7 @@ def run_demo(settings: Settings, accounts: int = 40, seed: int = 7, echo: Echo =
             echo(f"worker ready in {time.monotonic() - started:.1f}s (web {worker.url})")
             fed = feed_sample(s.bootstrap_servers, sample)
             echo(f"fed {fed} records through the file-replay connector")
-            topics = [*T.RAW.values(), T.ACCOUNT_EVENTS, T.STAGE_TRANSITIONS, T.HANDOFFS,
-                      T.SLA_BREACHES, T.IDENTITY]
+            topics = consumed_topics()
             took = wait_caught_up(s.bootstrap_servers, s.app_id, topics, timeout=150)
             echo(f"processed in {took:.1f}s; waiting for the SLA clock to reach the wall clock ...")
             time.sleep(s.idle_seconds + 4 * s.timer_interval)

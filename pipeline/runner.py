@@ -228,7 +228,15 @@ def wait_caught_up(bootstrap: str, group: str, topics: Sequence[str], timeout: f
 
 
 def internal_topics() -> list[str]:
+    """What the processing agents consume (the benchmark's measure of done)."""
     return [*T.RAW.values(), T.ACCOUNT_EVENTS]
+
+
+def consumed_topics() -> list[str]:
+    """Everything a worker consumes, the read-model sink included (the tests' and demo's measure of done)."""
+    from pipeline.sink import SINK_TOPICS
+
+    return [*internal_topics(), *SINK_TOPICS]
 
 
 def dump_json(obj: object) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.runner import WorkerProcess, internal_topics, produce_raw, wait_caught_up
+from pipeline.runner import WorkerProcess, consumed_topics, produce_raw, wait_caught_up
 from pipeline.runtime import create_topics
 from pipeline.settings import Settings
 from schemas.events import RawRecord
@@ -40,7 +40,7 @@ class Feeder:
 
     def caught_up(self, timeout: float = 60.0) -> None:
         assert self.settings.bootstrap_servers
-        wait_caught_up(self.settings.bootstrap_servers, self.settings.app_id, internal_topics(), timeout=timeout,
+        wait_caught_up(self.settings.bootstrap_servers, self.settings.app_id, consumed_topics(), timeout=timeout,
                        settle=0.4)
 
     def in_order(self, records: list[RawRecord]) -> None:

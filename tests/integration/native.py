@@ -56,14 +56,14 @@ def hubspot_meeting(meeting_id: str, company_id: str, at: datetime, title: str =
     return raw("hubspot", SourceKind.CRM, f"meeting-{meeting_id}", payload, at)
 
 
-def stripe_subscription_created(event_id: str, customer: str, company_id: str, at: datetime,
+def stripe_subscription_created(event_id: str, customer: str, company_id: str | None, at: datetime,
                                 interval: str = "year") -> RawRecord:
     """A Stripe ``customer.subscription.created`` event whose customer names the CRM company."""
     ts = int(at.timestamp())
     sub = {"id": f"sub_{event_id}", "object": "subscription", "status": "active", "created": ts,
            "current_period_start": ts, "current_period_end": ts + (365 if interval == "year" else 30) * 86400,
            "customer": {"id": customer, "object": "customer", "email": "billing@example-corp.com",
-                        "metadata": {"hubspot_company_id": company_id}},
+                        "metadata": {"hubspot_company_id": company_id} if company_id else {}},
            "currency": "usd", "livemode": True,
            "items": {"object": "list", "data": [{"id": f"si_{event_id}", "object": "subscription_item",
                                                  "price": {"id": "price_team", "object": "price", "currency": "usd",
@@ -96,3 +96,22 @@ def zendesk_ticket(ticket_id: int, org_id: int, at: datetime, email: str) -> Raw
                           "organization_id": org_id, "requester": {"id": 9000 + ticket_id, "email": email},
                           "created_at": _iso(at), "updated_at": _iso(at)}}
     return raw("zendesk", SourceKind.SUPPORT, f"zd-{ticket_id}", payload, at)
+
+
+def stripe_customer_created(event_id: str, customer: str, email: str, at: datetime,
+                            metadata: dict[str, str] | None = None) -> RawRecord:
+    ts = int(at.timestamp())
+    obj = {"id": customer, "object": "customer", "created": ts, "email": email, "livemode": True,
+           "metadata": metadata or {}, "name": "Late Link Ltd"}
+    payload = {"id": f"evt_{event_id}", "object": "event", "api_version": "2024-06-20", "created": ts,
+               "livemode": True, "type": "customer.created", "data": {"object": obj}}
+    return raw("stripe", SourceKind.BILLING, f"evt_{event_id}", payload, at)
+
+
+def hubspot_company(company_id: str, domain: str, created: datetime, updated: datetime) -> RawRecord:
+    """A HubSpot CRM v3 company object (as polled), with its web domain."""
+    props = {"name": "Late Link Ltd", "domain": domain, "createdate": _iso(created),
+             "hs_lastmodifieddate": _iso(updated)}
+    payload = {"id": company_id, "properties": props, "createdAt": _iso(created), "updatedAt": _iso(updated),
+               "archived": False}
+    return raw("hubspot", SourceKind.CRM, f"company-{company_id}@{_ms(updated)}", payload, updated)

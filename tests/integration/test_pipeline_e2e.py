@@ -119,3 +119,45 @@ def test_bad_input_is_dead_lettered_and_good_input_still_flows(start_worker, bas
     metrics = worker.fetch("/metrics").decode()
     assert 'lifecycle_dead_letters_total{reason="invalid_envelope",stage="decode"} 2.0' in metrics
     assert 'lifecycle_dead_letters_total{reason="unknown_vendor",stage="parse"} 1.0' in metrics
+
+
+def test_a_late_link_merges_accounts_and_moves_history(start_worker, base_settings):
+    """Billing knew the customer before the CRM did; the CRM company arrives later with the
+    same web domain: the provisional billing account merges into the CRM account, whose
+    history now starts at closed-won from the subscription."""
+    from schemas.identity import AccountMerged, parse_identity_record
+
+    worker, feed = start_worker("merge")
+    company = str(random.randint(10**8, 10**9))
+    domain = f"latelink-{company}.com"
+    customer = f"cus_late{company}"
+    feed.in_order([
+        n.stripe_customer_created(f"c{company}", customer, f"ap@{domain}", day(0)),
+        n.stripe_subscription_created(f"s{company}", customer, None, day(1)),
+    ])
+    provisional = f"acct:stripe.customer:{customer}"
+    survivor = f"acct:hubspot.company:{company}"
+
+    def transitions(account: str) -> list[StageTransition]:
+        return [t for t in read_topic(base_settings.bootstrap_servers, T.STAGE_TRANSITIONS, StageTransition)
+                if t.account_id == account]
+
+    assert [(t.from_stage, t.to_stage) for t in transitions(provisional)] == [(None, "closed-won")]
+    feed.in_order([n.hubspot_company(company, domain, created=day(5), updated=day(6))])
+    feed.caught_up()
+
+    moved = transitions(survivor)
+    assert [(t.from_stage, t.to_stage, t.trigger_kind, t.occurred_at) for t in moved] == [
+        (None, "closed-won", "billing.subscription_created", day(1))]
+    merges = [r for m in read_topic(base_settings.bootstrap_servers, T.IDENTITY)
+              if isinstance(r := parse_identity_record(m.value), AccountMerged)]
+    assert [(m.from_account, m.into_account) for m in merges if m.into_account == survivor] == [(provisional, survivor)]
+
+    import sqlalchemy as sa
+
+    from pipeline.readmodel.engine import make_engine
+
+    with make_engine(feed.settings.resolved_database_url).connect() as conn:
+        rows = dict(conn.execute(sa.text("select account_id, merged_into from accounts where account_id in (:a, :b)"),
+                                 {"a": provisional, "b": survivor}).all())
+    assert rows == {provisional: survivor, survivor: None}
