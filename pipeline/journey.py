@@ -133,16 +133,6 @@ class JourneyDefinition(BaseModel):
     def backward_pairs(self) -> frozenset[tuple[str, str]]:
         return frozenset((m.from_, m.to) for m in self.backward)
 
-    @cached_property
-    def relevant_kinds(self) -> frozenset[str]:
-        """Event kinds any stage, SLA or handoff rule looks at; others skip the engine's matching."""
-        kinds = {c.kind for s in self.stages for c in s.entry}
-        for rule in self.slas:
-            kinds |= rule.event_kinds()
-        kinds |= self.handoffs.event_kinds()
-        kinds |= self.promised_ttv.event_kinds()
-        return frozenset(kinds)
-
     def matching_stages(self, event: LifecycleEvent) -> list[Stage]:
         return [s for s in self.stages if any_match(s.entry, event)]
 

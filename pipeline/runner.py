@@ -4,7 +4,6 @@ consumer group to catch up."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -239,8 +238,6 @@ def consumed_topics() -> list[str]:
     return [*internal_topics(), *SINK_TOPICS]
 
 
-def dump_json(obj: object) -> str:
-    return json.dumps(obj, indent=2, default=str)
 
 
 def table_snapshot(bootstrap: str, app_id: str, table: str) -> dict[str, bytes]:
