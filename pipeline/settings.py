@@ -6,7 +6,7 @@ Every variable is listed in ``deploy/config/lifecycle.env.example``.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 
@@ -37,7 +37,6 @@ class Settings:
     accept_test_mode: bool = False                # Stripe livemode=false events
     commit_interval: float = 1.0
     log_level: str = "warn"
-    extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -92,4 +91,4 @@ class Settings:
             env["LIFECYCLE_JOURNEY"] = self.journey_path
         if self.database_url:
             env["LIFECYCLE_DATABASE_URL"] = self.database_url
-        return env | self.extra
+        return env
