@@ -96,8 +96,11 @@ def test_bad_input_is_dead_lettered_and_good_input_still_flows(start_worker, bas
     before = len(read_topic(base_settings.bootstrap_servers, T.DEAD_LETTER, DeadLetter))
     no_id = n.stripe_subscription_created(f"x{company}", f"cus_x{company}", company, day(5))
     del no_id.payload["id"]
+    test_mode = n.stripe_subscription_created(f"t{company}", f"cus_t{company}", company, day(6))
+    test_mode.payload["livemode"] = False
+    test_mode.payload["data"]["object"]["livemode"] = False
     produce_bytes(base_settings.bootstrap_servers, T.RAW_CRM, [b"\xff\xfe not even utf-8", b'{"vendor": "hubspot"}'])
-    feed.send(no_id, n.hubspot_company_mql(company, day(1), "x.com", event_id=int(company) + 7),
+    feed.send(no_id, test_mode, n.hubspot_company_mql(company, day(1), "x.com", event_id=int(company) + 7),
               RawRecord(source=SourceKind.BILLING, vendor="paypal", event_id="p1",
                         received_at=day(2), payload={"id": "p1"}))
     feed.caught_up()
@@ -105,7 +108,7 @@ def test_bad_input_is_dead_lettered_and_good_input_still_flows(start_worker, bas
     dead = read_topic(base_settings.bootstrap_servers, T.DEAD_LETTER, DeadLetter)[before:]
     reasons = sorted((d.stage, d.reason) for d in dead)
     assert reasons == [("decode", "invalid_envelope"), ("decode", "invalid_envelope"),
-                       ("parse", "missing_field"), ("parse", "unknown_vendor")]
+                       ("parse", "missing_field"), ("parse", "test_mode"), ("parse", "unknown_vendor")]
     binary = next(d for d in dead if d.original_base64)
     assert binary.original_base64 and binary.source_topic == T.RAW_CRM
     stripe = next(d for d in dead if d.reason == "missing_field")
