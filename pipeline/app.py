@@ -3,44 +3,52 @@
 Topology (every arrow a Kafka topic)::
 
     lifecycle.raw.{crm,billing,product,support}   RawRecord (native payloads), 1 partition each
-        └─ ingest: parse + resolve identity ─→ lifecycle.account-events   AccountMessage, keyed by account
+        └─ ingest: parse → event-time merge (core.merge) → identity → seq number
+             │      ─→ lifecycle.account-events   AccountBatch per partition, keyed by account
              │      (bad input → lifecycle.dead-letter; identity facts → lifecycle.identity)
-             └─ accounts ─→ lifecycle.stage-transitions / .handoffs / .sla-breaches
+             └─ accounts (core.partition: engine, SLA, handoffs, merges, the clock)
+                  ─→ lifecycle.stage-transitions / .handoffs / .sla-breaches
                   └─ readmodel (batched SQL sink)
-    timer (every worker, own partitions) ─→ lifecycle.account-events (ticks)
 
-Parsing and identity resolution share one hop: identity needs one global,
-ordered view (a single partition), and parsing is cheap next to a Kafka hop.
+Output is a function of the input alone (README, Delivery guarantees):
 
-State changes only inside agents; the timer only reads the ``deadlines`` table
-and sends ticks back through the account topic (Faust has no per-key timers,
-and a table cannot be written outside stream iteration).
+* the ingest step releases events in a merged order decided by the data
+  (offset-based idleness, no wall-clock quietness) and resolves identity in that
+  order; it numbers what it sends, so a partition applies each message once;
+* SLA deadlines fire inside the accounts agent when the partition's event-time
+  watermark passes them; the wall clock enters only as ``clock`` messages sent
+  once every input is caught up;
+* every table write names the input offset that caused it, and recovery drops
+  writes of uncommitted input (``pipeline.tables``), so a restarted worker
+  resumes from exactly the committed state.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
-import time
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import faust
+from faust.types import TP
 from kafka.partitioner.default import murmur2
 from pydantic import ValidationError
 
 from connectors.base import ParseError, parse_raw
 from pipeline import metrics
-from pipeline.clock import WatermarkClock
 from pipeline.codecs import ORJSON, STR, codec_for
-from pipeline.core.account import AccountLogic, Outputs
+from pipeline.core.account import AccountLogic
 from pipeline.core.identity import IdentityResolver, UnresolvableEvent
-from pipeline.core.reorder import ReorderBuffer
-from pipeline.core.state import AccountState, Journal
+from pipeline.core.merge import Item, SourceMerge
+from pipeline.core.partition import Emitted, PartitionLogic
+from pipeline.core.state import AccountState
 from pipeline.journey import JourneyDefinition, load_journey
 from pipeline.settings import Settings
 from schemas import topics as T
 from schemas.accounts import AccountBatch, AccountMessage
+from pipeline.tables import CommittedOffsets, checkpointed_table, source_position
 from schemas.base import utcnow
 from schemas.events import DeadLetter, LifecycleEvent, RawRecord
 from schemas.handoffs import Handoff
@@ -49,7 +57,8 @@ from schemas.transitions import StageTransition
 
 log = logging.getLogger(__name__)
 BATCH_MAX = 500  # messages per account-topic batch
-RELEASE_INTERVAL = 0.1  # seconds; the most the ingest step adds to live latency
+RELEASE_INTERVAL = 0.1  # seconds: the most a released event waits for its batch to fill
+QUEUE_MAX = 20_000  # events queued per raw partition before its fetching pauses
 
 
 def faust_config(settings: Settings) -> dict[str, Any]:
@@ -85,8 +94,8 @@ class LifecyclePipeline:
             raise ValueError("settings.bootstrap_servers must be set (start the embedded broker first)")
         self.settings = settings
         self.journey = journey or load_journey(settings.journey_path)
-        self.logic = AccountLogic(self.journey)
-        self.clock = WatermarkClock(settings.idle_seconds, settings.allowed_lateness_seconds)
+        self.wall = _wall_clock(settings.frozen_now)
+        self.logic = AccountLogic(self.journey, clock=self.wall)
         (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
         self.app = _App(settings.app_id, **faust_config(settings))
         self.app.webserver_hooks.append(self._mount_read_model)
@@ -106,29 +115,45 @@ class LifecyclePipeline:
         self.dead_letter_topic = app.topic(T.DEAD_LETTER, key_serializer=STR, value_serializer=codec_for(DeadLetter),
                                            partitions=1)
 
-        # ---- tables (changelogged: they survive restarts and rebalances) -----------------
-        self.accounts = _table(app, "accounts", settings.partitions, codec_for(AccountState))
-        self.journals = _table(app, "journals", settings.partitions, codec_for(Journal))
-        self.deadlines = _table(app, "deadlines", settings.partitions, ORJSON)
-        self.identity_links = _table(app, "identity-links", 1, ORJSON)
-        self.identity_accounts = _table(app, "identity-accounts", 1, ORJSON)
+        # ---- tables: changelogged, recovered to exactly the committed input -----------------
+        committed = self.committed = CommittedOffsets(app)
+        self.accounts = checkpointed_table(app, "accounts", settings.partitions, codec_for(AccountState), committed)
+        self.journals = checkpointed_table(app, "journal", settings.partitions, codec_for(LifecycleEvent),
+                                           committed)
+        self.deadlines = checkpointed_table(app, "deadlines", settings.partitions, ORJSON, committed)
+        self.progress = checkpointed_table(app, "progress", settings.partitions, ORJSON, committed)
+        self.identity_links = checkpointed_table(app, "identity-links", 1, ORJSON, committed)
+        self.identity_accounts = checkpointed_table(app, "identity-accounts", 1, ORJSON, committed)
+        self.ingest_state = checkpointed_table(app, "ingest-progress", 1, ORJSON, committed)
         self.resolver = IdentityResolver(self.journey.identity, self.identity_links, self.identity_accounts)
-        self._ticks_sent: dict[str, float] = {}
-        self.reorder: ReorderBuffer[tuple[list[AccountMessage], _Pending]] = ReorderBuffer(
-            T.RAW.values(), settings.reorder_idle_seconds)
+
+        # ---- ingest: the event-time merge and what it has released but not yet sent ----------
+        self.merge: SourceMerge[TP, tuple[list[LifecycleEvent], _Pending]] = SourceMerge(
+            order=lambda tp: (tp.topic, tp.partition))
+        self._next_offset: dict[TP, int] = {}     # next raw offset the merge expects, per partition
+        self._resync: dict[TP, int] = {}          # after a revocation: the offset to resume at
+        self._outbox: list[AccountMessage] = []
+        self._outbox_done: list[_Pending] = []
+        self._paused: set[TP] = set()
+        self._announced = False                  # "caught up" sent since the last new record
+        self._clock_sent: set[int] = set()        # partitions with a self-clock in flight
         self._release_lock = asyncio.Lock()
+        # ---- accounts: one state machine per owned partition --------------------------------
+        self.partitions: dict[int, PartitionLogic] = {}
         self.started = False
+        self.failed: BaseException | None = None
 
         app.agent(self.raw_topic, name="ingest")(self._ingest)
         app.agent(self.account_topic, name="accounts")(self._accounts)
-        app.timer(settings.timer_interval)(self._fire_due)
-        app.timer(RELEASE_INTERVAL)(self._release)
+        app.timer(RELEASE_INTERVAL)(self._ingest_timer)
+        app.timer(settings.timer_interval)(self._clock_timer)
         if settings.sink_enabled:
             from pipeline.sink import SINK_TOPICS, ReadModelSink
 
             self.sink = ReadModelSink(settings.resolved_database_url)
             sink_topic = app.topic(*SINK_TOPICS, value_serializer="raw", key_serializer="raw")
             app.agent(sink_topic, name="readmodel")(self.sink.run)
+        app.on_partitions_revoked.connect(self._on_revoked)
         app.on_partitions_assigned.connect(self._on_assigned)
         app.task(self._mark_started)
         if settings.web_enabled:
@@ -150,47 +175,165 @@ class LifecyclePipeline:
         self.started = True
 
     # ---- helpers ------------------------------------------------------------------------
-    async def dead_letter(self, *, stage: str, reason: str, detail: str, original: bytes | str,
-                          source_topic: str | None = None, source: str | None = None,
-                          vendor: str | None = None, origin_ref: str = "") -> None:
+    def dead_letter(self, *, stage: str, reason: str, detail: str, original: bytes | str,
+                    source_topic: str | None = None, source: str | None = None,
+                    vendor: str | None = None, origin_ref: str = "") -> None:
         record = DeadLetter.build(stage=stage, reason=reason, detail=detail, original=original,
-                                  failed_at=utcnow(), source_topic=source_topic, source=source,
+                                  failed_at=self.wall(), source_topic=source_topic, source=source,
                                   vendor=vendor, origin_ref=origin_ref)
         metrics.DEAD_LETTERS.labels(stage, reason).inc()
-        await self.dead_letter_topic.send(key=record.dead_letter_id, value=record)
+        self.dead_letter_topic.send_soon(key=record.dead_letter_id, value=record, force=True)
 
-    async def _on_assigned(self, sender: Any, assigned: set[Any], **kwargs: Any) -> None:
-        self.clock.assign(tp.partition for tp in assigned if tp.topic == T.ACCOUNT_EVENTS)
-        self._ticks_sent.clear()
+    async def _on_revoked(self, sender: Any, revoked: set[TP], **kwargs: Any) -> None:
+        """Before partitions move: send and commit what was released, drop what was only queued
+        (the next owner, maybe this worker again, re-reads it from the committed offset)."""
+        raw = {tp for tp in revoked if tp.topic in T.RAW.values()}
+        if raw:
+            async with self._release_lock:
+                await self._flush_outbox()
+                await self.app.consumer.commit()
+                for tp in raw:
+                    self.merge.drop_partition(tp)
+                    self._next_offset.pop(tp, None)
+                    committed = self.app.consumer._committed_offset.get(tp)
+                    self._resync[tp] = committed or 0
+                self._paused -= raw
+        for tp in revoked:
+            if tp.topic == T.ACCOUNT_EVENTS:
+                self.partitions.pop(tp.partition, None)
 
-    # ---- agents ----------------------------------------------------------------------
+    async def _on_assigned(self, sender: Any, assigned: set[TP], **kwargs: Any) -> None:
+        for tp in assigned:
+            if tp.topic in T.RAW.values():
+                self.merge.add_partition(tp)
+            elif tp.topic == T.ACCOUNT_EVENTS:
+                self.partitions.pop(tp.partition, None)  # rebuilt from the recovered tables
+
+    # ---- ingest: raw → merge → identity → account topic --------------------------------
     async def _ingest(self, stream: faust.StreamT) -> None:
-        """Raw vendor payload → canonical events → one account each → event-time order.
+        """Raw vendor payload → canonical events → the event-time merge.
 
-        The stream does not auto-ack: a raw record is acknowledged only once all its
-        events have left the reorder buffer, so a crash replays what was held.
-        """
-        async for event in stream.noack().events():
-            routed = await self._parse_and_resolve(event)
-            if not routed:
-                event.ack()
-                continue
-            pending = _Pending(event, len(routed))
-            for occurred_at, messages in routed:
-                self.reorder.push(event.message.topic, occurred_at, (messages, pending))
-            if len(self.reorder) >= BATCH_MAX:
-                await self._release()
-            # else the release timer sends within RELEASE_INTERVAL: fuller batches, fewer messages
+        The stream does not auto-ack: a raw record is acknowledged once all its events
+        have been released and sent, which the merge does in offset order."""
+        try:
+            async for event in stream.noack().events():
+                message = event.message
+                tp = TP(message.topic, message.partition)
+                resume = self._resync.get(tp)
+                if resume is not None:
+                    if message.offset != resume:
+                        continue  # fetched before the seek back to the committed offset
+                    del self._resync[tp]
+                parsed = await self._parse(event)
+                async with self._release_lock:
+                    # A record is one unit of the merge (at its oldest event's time): its events
+                    # are released, resolved and acknowledged together, so a committed offset
+                    # never splits a record's identity writes from the ones that follow it.
+                    first = min((ev.occurred_at for ev in parsed), default=None)
+                    self.merge.push(tp, Item(first, (parsed, _Pending(event))))
+                    self._next_offset[tp] = message.offset + 1
+                    self._announced = False
+                    await self._release_all(flush_at=BATCH_MAX)
+                    self._flow_control(tp)
+        except BaseException as exc:
+            self._note_failure(exc)
+            raise
 
-    async def _release(self) -> None:
-        """Send what the reorder buffer lets go, oldest first (also called by a timer)."""
-        async with self._release_lock:
-            released = self.reorder.pop_ready()
-            if not released:
+    def _caught_up(self, tp: TP) -> bool:
+        """Read to its end offset: an empty queue here holds nothing back (offset-based idleness)."""
+        highwater = self.app.consumer.highwater(tp)
+        if highwater is None:
+            return False
+        position = self._next_offset.get(tp)
+        if position is None:
+            position = self.app.consumer._committed_offset.get(tp) or 0
+        return position >= highwater
+
+    async def _release_all(self, flush_at: int) -> None:
+        """Release in slices of a batch, sending each full one, so a partition that becomes
+        caught up with thousands queued never blocks the event loop for long."""
+        while True:
+            released = self._release(BATCH_MAX)
+            if (self._outbox or self._outbox_done) and len(self._outbox) >= flush_at:
+                await self._flush_outbox()
+            if released < BATCH_MAX:
                 return
-            await self.route([m for messages, _ in released for m in messages])
-            for _, pending in released:
-                pending.done()
+
+    def _release(self, limit: int) -> int:
+        """Take up to ``limit`` items the merge lets go, resolve identity in that order, queue
+        them to send; returns how many were taken."""
+        seq = (self.ingest_state.get("seq") or 0)
+        last: tuple[str, int, int] | None = None
+        taken = 0
+        for tp, (events, pending) in itertools.islice(self.merge.pop_ready(self._caught_up), limit):
+            taken += 1
+            if events:
+                message = pending.event.message
+                last = (message.topic, message.partition, message.offset)
+                with source_position(*last):
+                    for event in sorted(events, key=lambda e: e.occurred_at):
+                        for out in self._resolve(event, pending):
+                            seq += 1
+                            out.origin, out.seq = "ingest", seq
+                            self._outbox.append(out)
+            self._outbox_done.append(pending)
+        if last is not None:
+            with source_position(*last):
+                self.ingest_state["seq"] = seq
+        return taken
+
+    async def _flush_outbox(self) -> None:
+        outbox, done = self._outbox, self._outbox_done
+        self._outbox, self._outbox_done = [], []
+        if outbox:
+            await self.route(outbox)
+        for pending in done:
+            pending.done()
+
+    def _flow_control(self, tp: TP) -> None:
+        """Pause a partition whose queue runs far ahead of the others (bounded memory)."""
+        queued = self.merge.queued(tp)
+        if queued >= QUEUE_MAX and tp not in self._paused:
+            self.app.consumer.pause_partitions({tp})
+            self._paused.add(tp)
+        for paused in list(self._paused):
+            if self.merge.queued(paused) < QUEUE_MAX // 2:
+                self.app.consumer.resume_partitions({paused})
+                self._paused.discard(paused)
+
+    async def _ingest_timer(self) -> None:
+        """Release what became decidable without a new record (a partition reached its end)
+        and send a batch that has waited long enough."""
+        if not self.started:
+            return
+        async with self._release_lock:
+            await self._release_all(flush_at=0)
+            for tp in list(self._paused):
+                self._flow_control(tp)
+
+    async def _clock_timer(self) -> None:
+        """The wall clock moves the SLA clock only once every input is caught up, never during
+        a backfill. The ingest step announces "caught up" to every account partition once
+        (a ``clock`` message after everything it released); from then on, until other input
+        arrives, a partition whose next deadline is due clocks itself."""
+        if not self.started:
+            return
+        now = self.wall() - timedelta(seconds=self.settings.allowed_lateness_seconds)
+        if self.merge.partitions() and not self._announced:
+            async with self._release_lock:
+                if (not len(self.merge) and not self._outbox
+                        and all(self._caught_up(tp) for tp in self.merge.partitions())):
+                    self._announced = True
+                    for partition in range(self.settings.partitions):
+                        await self._send_clock(partition, now)
+        for partition, logic in list(self.partitions.items()):
+            if logic.clock_due(now) and partition not in self._clock_sent:
+                self._clock_sent.add(partition)
+                await self._send_clock(partition, now)
+
+    async def _send_clock(self, partition: int, now: datetime) -> None:
+        await self.account_topic.send(key=f"clock-{partition}", partition=partition, force=True,
+                                      value=AccountBatch(messages=[AccountMessage(type="clock", account_id="", now=now)]))
 
     def partition_of(self, account_id: str) -> int:
         """Kafka's default (murmur2) partitioner, so keyed and batched sends agree."""
@@ -203,12 +346,12 @@ class LifecyclePipeline:
             by_partition.setdefault(self.partition_of(message.account_id), []).append(message)
         for partition, batch in by_partition.items():
             for start in range(0, len(batch), BATCH_MAX):
-                await self.account_topic.send(key=batch[start].account_id, partition=partition,
+                await self.account_topic.send(key=batch[start].account_id, partition=partition, force=True,
                                               value=AccountBatch(messages=batch[start:start + BATCH_MAX]))
 
-    async def _parse_and_resolve(self, event: Any) -> list[tuple[datetime, list[AccountMessage]]]:
-        """One raw record → (event time, messages for the account topic) per canonical event.
-        Anything unusable is dead-lettered here and yields nothing."""
+    async def _parse(self, event: Any) -> list[LifecycleEvent]:
+        """One raw record → its canonical events (stateless). Anything unusable is
+        dead-lettered here and yields nothing."""
         value: bytes = event.value
         topic = event.message.topic
         origin = f"{topic}/{event.message.partition}/{event.message.offset}"
@@ -216,7 +359,7 @@ class LifecyclePipeline:
             raw = RawRecord.model_validate_json(value)
         except ValidationError as exc:
             metrics.EVENTS_INGESTED.labels(topic.rsplit(".", 1)[-1], "dead_letter").inc()
-            await self.dead_letter(stage="decode", reason="invalid_envelope", detail=_short(exc),
+            self.dead_letter(stage="decode", reason="invalid_envelope", detail=_short(exc),
                                    original=value, source_topic=topic, origin_ref=origin)
             return []
         where = dict(original=value, source_topic=topic, source=raw.source.value, vendor=raw.vendor)
@@ -224,154 +367,130 @@ class LifecyclePipeline:
             canonical = parse_raw(raw)
         except ParseError as exc:
             metrics.EVENTS_INGESTED.labels(raw.source.value, "dead_letter").inc()
-            await self.dead_letter(stage="parse", reason=exc.reason, detail=exc.detail, origin_ref=origin, **where)
+            self.dead_letter(stage="parse", reason=exc.reason, detail=exc.detail, origin_ref=origin, **where)
             return []
         except Exception as exc:  # a parser bug must not stop the stream
             log.exception("parser %s failed on %s", raw.vendor, raw.event_id,
                           extra={"event_id": raw.event_id, "vendor": raw.vendor, "topic": topic})
             metrics.EVENTS_INGESTED.labels(raw.source.value, "dead_letter").inc()
-            await self.dead_letter(stage="parse", reason="parser_error", detail=f"{type(exc).__name__}: {exc}",
+            self.dead_letter(stage="parse", reason="parser_error", detail=f"{type(exc).__name__}: {exc}",
                                    origin_ref=origin, **where)
             return []
         if not self.settings.accept_test_mode and any(e.attributes.get("livemode") is False for e in canonical):
             metrics.EVENTS_INGESTED.labels(raw.source.value, "dead_letter").inc()
-            await self.dead_letter(stage="parse", reason="test_mode", origin_ref=origin,
+            self.dead_letter(stage="parse", reason="test_mode", origin_ref=origin,
                                    detail="test-mode event (livemode=false); set LIFECYCLE_ACCEPT_TEST_MODE=1 to accept",
                                    **where)
             return []
         metrics.EVENTS_INGESTED.labels(raw.source.value, "accepted").inc()
-        routed = []
         for ev in canonical:
             metrics.CANONICAL_EVENTS.labels(ev.kind).inc()
-            try:
-                routed.append((ev.occurred_at, await self._resolve(ev)))
-            except UnresolvableEvent as exc:
-                await self.dead_letter(stage="resolve", reason="no_usable_identifier", detail=str(exc),
-                                       origin_ref=f"{origin}#{ev.event_id}", **where)
-        return routed
+        return canonical
 
-    async def _resolve(self, ev: LifecycleEvent) -> list[AccountMessage]:
-        """Resolve an event to one account (identity tables change here, in stream context);
-        publish new identity facts; return what the account topic must get, in order."""
-        resolution = self.resolver.resolve(ev)
+    def _resolve(self, ev: LifecycleEvent, pending: _Pending) -> list[AccountMessage]:
+        """Resolve an event to one account, in merged order (identity tables change here);
+        queue new identity facts; return what the account topic must get, in order."""
+        try:
+            resolution = self.resolver.resolve(ev)
+        except UnresolvableEvent as exc:
+            message = pending.event.message
+            self.dead_letter(stage="resolve", reason="no_usable_identifier", detail=str(exc),
+                             original=pending.event.value, source_topic=message.topic, source=ev.source.value,
+                             origin_ref=f"{message.topic}/{message.partition}/{message.offset}#{ev.event_id}")
+            return []
         for decision in resolution.decisions:
-            await self.identity_topic.send(key=decision.identifier, value=decision.to_json())
+            self.identity_topic.send_soon(key=decision.identifier, value=decision.to_json(), force=True)
         messages = []
         for merge in resolution.merges:
-            await self.identity_topic.send(key=merge.from_account, value=merge.to_json())
+            self.identity_topic.send_soon(key=merge.from_account, value=merge.to_json(), force=True)
             messages.append(AccountMessage(type="merge_out", account_id=merge.from_account, merge=merge))
+            messages.append(AccountMessage(type="merge_wait", account_id=merge.into_account, merge=merge))
         ev.account_id = resolution.account_id
         messages.append(AccountMessage(type="event", account_id=ev.account_id, event=ev))
         return messages
 
+    # ---- accounts ----------------------------------------------------------------------
     async def _accounts(self, stream: faust.StreamT) -> None:
-        """The per-account state machine: events, ticks and merges, in partition order.
+        """Each batch through its partition's state machine; state written once per batch."""
+        try:
+            async for event in stream.events():
+                partition = event.message.partition
+                logic = self.partitions.get(partition)
+                if logic is None:
+                    logic = self.partitions[partition] = self._load_partition(partition)
+                batch: AccountBatch = event.value
+                self._clock_sent.discard(partition)
+                result = logic.process(batch.messages, self.accounts, self.journals, self.deadlines, self.progress)
+                for emitted in result.emitted:
+                    await self._publish(emitted)
+                if result.forward:
+                    await self.route(result.forward)
+                for account_id, state in result.states.items():
+                    self.accounts[account_id] = state
+                for key, journaled in result.journals.items():
+                    if journaled is None:
+                        self.journals.pop(key, None)
+                    else:
+                        self.journals[key] = journaled
+                for account_id, due in result.deadlines.items():
+                    if due is None:
+                        self.deadlines.pop(account_id, None)
+                    else:
+                        self.deadlines[account_id] = due
+                for key, reading in result.readings.items():
+                    if reading is None:
+                        self.progress.pop(key, None)
+                    else:
+                        self.progress[key] = reading
+                self.progress[str(partition)] = logic.progress.to_dict()
+        except BaseException as exc:
+            self._note_failure(exc)
+            raise
 
-        Each batch's accounts are written back once, after the whole batch."""
-        async for event in stream.events():
-            batch: AccountBatch = event.value
-            partition = event.message.partition
-            touched: dict[str, tuple[AccountState, tuple[Any, ...] | None, bool]] = {}
-            forward: list[AccountMessage] = []
-            for msg in batch.messages:
-                account_id = msg.account_id
-                if account_id in touched:
-                    state, before, dirty = touched[account_id]
-                else:
-                    loaded = self.accounts.get(account_id)
-                    state = loaded or AccountState(account_id=account_id)
-                    before, dirty = (_fingerprint(loaded), False) if loaded else (None, True)
-                out, more, dirty_now = await self._step(state, msg, partition, forward)
-                touched[account_id] = (more or state, before, dirty or dirty_now)
-            for account_id, (state, before, dirty) in touched.items():
-                self._save(account_id, state, dirty or before != _fingerprint(state))
-            if forward:
-                await self.route(forward)
+    def _load_partition(self, partition: int) -> PartitionLogic:
+        logic = PartitionLogic(self.logic, partition)
+        logic.load(self.progress.get(str(partition)),
+                   ((account, due) for account, due in self.deadlines.items()
+                    if self.partition_of(account) == partition))
+        metrics.TABLE_KEYS.labels("accounts").set(len(self.accounts))
+        metrics.TABLE_KEYS.labels("deadlines").set(len(self.deadlines))
+        return logic
 
-    async def _step(self, state: AccountState, msg: AccountMessage, partition: int,
-                    forward: list[AccountMessage]) -> tuple[Outputs, AccountState | None, bool]:
-        """One message for one account; returns outputs, a replacement state (merges), and
-        whether the state must be written even if its fingerprint did not change."""
-        account_id = msg.account_id
-        if state.merged_into and msg.type == "event" and msg.event is not None:
-            # In flight when the merge happened: follow the account to its survivor.
-            forward.append(AccountMessage(type="event", account_id=state.merged_into,
-                                          event=msg.event.model_copy(update={"account_id": state.merged_into})))
-            return Outputs(), None, False
-        out, replacement, dirty = Outputs(), None, msg.type != "event"
-        if msg.type == "event" and msg.event is not None:
-            self.clock.observe(partition, msg.event.occurred_at)
-            out = self.logic.on_event(state, msg.event)
-            metrics.ENGINE_OUTCOMES.labels(out.outcome.value if out.outcome else "none").inc()
-        elif msg.type == "tick" and msg.now is not None:
-            out = self.logic.on_tick(state, msg.now)
-        elif msg.type == "merge_out" and msg.merge is not None:
-            journal = self.journals.get(account_id)
-            forward.append(AccountMessage(type="merge_in", account_id=msg.merge.into_account, merge=msg.merge,
-                                          journal=journal.events if journal else []))
-            replacement = AccountState(account_id=account_id, merged_into=msg.merge.into_account,
-                                       stage=state.stage, history=state.history)
-            if journal is not None:
-                del self.journals[account_id]
-        elif msg.type == "merge_in":
-            out = self.logic.on_merge_in(state, msg.journal)
-        if out.journal:
-            journal = self.journals.get(account_id) or Journal()
-            journal.extend(out.journal)
-            self.journals[account_id] = journal
-        if out:
-            await self._publish(account_id, out, msg)
-        return out, replacement, dirty or bool(out)
-
-    def _save(self, account_id: str, state: AccountState, changed: bool) -> None:
-        """Write state and its next deadline to their changelogged tables, only if they changed
-        (product noise changes nothing that matters; the in-memory value keeps the bookkeeping)."""
-        if changed:
-            self.accounts[account_id] = state
-        due = self.logic.notify_at(state)
-        due_ts = due.timestamp() if due is not None else None
-        if due_ts != self.deadlines.get(account_id):
-            if due_ts is None:
-                del self.deadlines[account_id]
-            else:
-                self.deadlines[account_id] = due_ts
-
-    async def _publish(self, account_id: str, out: Outputs, msg: AccountMessage) -> None:
-        key = account_id
+    async def _publish(self, emitted: Emitted) -> None:
+        key, out, msg = emitted.account_id, emitted.outputs, emitted.message
+        if out.outcome is not None:
+            metrics.ENGINE_OUTCOMES.labels(out.outcome.value).inc()
         for tr in out.transitions:
             metrics.TRANSITIONS.labels(tr.from_stage or "none", tr.to_stage).inc()
             if tr.from_stage and tr.time_in_previous_stage_seconds is not None and not tr.inferred:
                 metrics.TIME_IN_STAGE.labels(tr.from_stage).observe(tr.time_in_previous_stage_seconds)
             if msg.event is not None:
                 metrics.PROCESSING_LATENCY.observe(max(0.0, (tr.emitted_at - msg.event.ingested_at).total_seconds()))
-            await self.transitions_topic.send(key=key, value=tr)
+            await self.transitions_topic.send(key=key, value=tr, force=True)
         for ho in out.handoffs:
             metrics.HANDOFFS.labels(ho.from_team or "none", ho.to_team, ho.status.value).inc()
-            await self.handoffs_topic.send(key=key, value=ho)
+            await self.handoffs_topic.send(key=key, value=ho, force=True)
         for br in out.breaches:
             metrics.SLA_BREACHES.labels(br.sla_id, br.severity, br.status.value).inc()
-            if br.status is SlaBreachStatus.BREACHED and msg.type == "tick":
+            if br.status is SlaBreachStatus.BREACHED and msg.type in ("tick", "clock"):
                 metrics.SLA_DETECTION_DELAY.observe(max(0.0, (br.emitted_at - br.deadline).total_seconds()))
-            await self.breaches_topic.send(key=key, value=br)
+            await self.breaches_topic.send(key=key, value=br, force=True)
 
-    # ---- timer --------------------------------------------------------------------------
-    async def _fire_due(self) -> None:
-        """Per worker: send a tick to every account on its own partitions whose deadline passed."""
-        now = self.clock.now()
-        if now is None:
-            return
-        now_ts = now.timestamp()
-        sent = self._ticks_sent
-        ticks = []
-        for account_id, due in list(self.deadlines.items()):
-            if due is None or due > now_ts or sent.get(account_id) == due:
-                continue
-            sent[account_id] = due
-            ticks.append(AccountMessage(type="tick", account_id=account_id, now=now))
-        if ticks:
-            await self.route(ticks)
-        metrics.TABLE_KEYS.labels("accounts").set(len(self.accounts))
-        metrics.TABLE_KEYS.labels("deadlines").set(len(self.deadlines))
+    def _note_failure(self, exc: BaseException) -> None:
+        """A dead agent makes the worker unready (it will not process anything more)."""
+        if not isinstance(exc, (asyncio.CancelledError, GeneratorExit, KeyboardInterrupt)):
+            self.failed = exc
+            log.exception("agent failed: %s", exc)
+
+
+def _wall_clock(frozen: str | None) -> Any:
+    """The wall clock, or one pinned to an instant (replays, the consistency verifier)."""
+    if not frozen:
+        return utcnow
+    pinned = datetime.fromisoformat(frozen)
+    if pinned.tzinfo is None:
+        pinned = pinned.replace(tzinfo=timezone.utc)
+    return lambda: pinned
 
 
 class _App(faust.App):
@@ -386,35 +505,16 @@ class _App(faust.App):
             hook(web.web_app)
 
 
-def _fingerprint(state: AccountState) -> tuple[Any, ...]:
-    """What must reach the changelog when it changes (stage, owner, SLA clocks, handoffs)."""
-    return (state.stage, state.crm_owner_id, state.segment, state.merged_into, len(state.ignored),
-            state.sla.model_dump_json(), state.handoffs.model_dump_json())
-
-
 class _Pending:
-    """Acknowledges a raw record once all of its events have been sent on."""
+    """A raw record in the merge; acknowledged once its events have been sent on."""
 
-    __slots__ = ("event", "remaining")
+    __slots__ = ("event",)
 
-    def __init__(self, event: Any, remaining: int) -> None:
+    def __init__(self, event: Any) -> None:
         self.event = event
-        self.remaining = remaining
 
     def done(self) -> None:
-        self.remaining -= 1
-        if self.remaining == 0:
-            self.event.ack()
-
-
-def _table(app: faust.App, name: str, partitions: int, value_codec: Any) -> Any:
-    """A changelogged table with our codecs. Faust derives a table's serializers from
-    ``value_type`` and ignores ``schema``, so they are set before the changelog exists."""
-    table = app.Table(name, default=None, partitions=partitions)
-    table.key_serializer = STR
-    table.value_serializer = value_codec
-    table.changelog_topic = table._new_changelog_topic()
-    return table
+        self.event.ack()
 
 
 def _short(exc: ValidationError) -> str:

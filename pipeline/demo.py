@@ -50,7 +50,7 @@ def run_demo(settings: Settings, accounts: int = 40, seed: int = 7, echo: Echo =
     data_dir = settings.data_dir / "demo"
     shutil.rmtree(data_dir, ignore_errors=True)
     data_dir.mkdir(parents=True)
-    settings = settings.with_(data_dir=data_dir, app_id="lifecycle-demo", idle_seconds=3.0, timer_interval=0.5,
+    settings = settings.with_(data_dir=data_dir, app_id="lifecycle-demo", timer_interval=0.5,
                               database_url=settings.database_url or f"sqlite:///{data_dir / 'readmodel.db'}")
     with broker_for(settings) as s:
         assert s.bootstrap_servers
@@ -67,7 +67,7 @@ def run_demo(settings: Settings, accounts: int = 40, seed: int = 7, echo: Echo =
             topics = consumed_topics()
             took = wait_caught_up(s.bootstrap_servers, s.app_id, topics, timeout=150)
             echo(f"processed in {took:.1f}s; waiting for the SLA clock to reach the wall clock ...")
-            time.sleep(s.idle_seconds + 4 * s.timer_interval)
+            time.sleep(4 * s.timer_interval)
             wait_caught_up(s.bootstrap_servers, s.app_id, topics, timeout=60)
             summary = Summary.build(
                 read_topic(s.bootstrap_servers, T.STAGE_TRANSITIONS, StageTransition),

@@ -27,16 +27,16 @@ class Settings:
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     web_enabled: bool = True
-    # The SLA clock: the event-time watermark, which falls back to the wall clock
-    # once a partition has been idle this long (live traffic, or the end of a backfill).
-    idle_seconds: float = 30.0
+    # The SLA clock is each partition's event-time watermark. Once every input is read to
+    # its end, the wall clock minus this lateness moves it on (checked every timer_interval).
     allowed_lateness_seconds: float = 0.0
     timer_interval: float = 1.0
-    # Sources are aligned in event time at ingest; a source quiet this long stops holding others back.
-    reorder_idle_seconds: float = 2.0
     accept_test_mode: bool = False                # Stripe livemode=false events
     commit_interval: float = 1.0
     log_level: str = "warn"
+    # The wall clock, pinned: when set (ISO 8601), the worker reads this instant instead of the
+    # real time. For replays and the consistency verifier, where "now" must be an input too.
+    frozen_now: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -51,13 +51,12 @@ class Settings:
             web_host=_env("LIFECYCLE_WEB_HOST", "127.0.0.1"),
             web_port=int(_env("LIFECYCLE_WEB_PORT", "6066")),
             web_enabled=_env("LIFECYCLE_WEB_ENABLED", "1") != "0",
-            idle_seconds=float(_env("LIFECYCLE_IDLE_SECONDS", "30")),
             allowed_lateness_seconds=float(_env("LIFECYCLE_ALLOWED_LATENESS_SECONDS", "0")),
             timer_interval=float(_env("LIFECYCLE_TIMER_INTERVAL", "1.0")),
-            reorder_idle_seconds=float(_env("LIFECYCLE_REORDER_IDLE_SECONDS", "2.0")),
             accept_test_mode=_env("LIFECYCLE_ACCEPT_TEST_MODE", "0") == "1",
             commit_interval=float(_env("LIFECYCLE_COMMIT_INTERVAL", "1.0")),
             log_level=_env("LIFECYCLE_LOG_LEVEL", "warn"),
+            frozen_now=os.environ.get("LIFECYCLE_FROZEN_NOW", "").strip() or None,
         )
 
     @property
@@ -77,10 +76,8 @@ class Settings:
             "LIFECYCLE_WEB_HOST": self.web_host,
             "LIFECYCLE_WEB_PORT": str(self.web_port),
             "LIFECYCLE_WEB_ENABLED": "1" if self.web_enabled else "0",
-            "LIFECYCLE_IDLE_SECONDS": str(self.idle_seconds),
             "LIFECYCLE_ALLOWED_LATENESS_SECONDS": str(self.allowed_lateness_seconds),
             "LIFECYCLE_TIMER_INTERVAL": str(self.timer_interval),
-            "LIFECYCLE_REORDER_IDLE_SECONDS": str(self.reorder_idle_seconds),
             "LIFECYCLE_ACCEPT_TEST_MODE": "1" if self.accept_test_mode else "0",
             "LIFECYCLE_COMMIT_INTERVAL": str(self.commit_interval),
             "LIFECYCLE_LOG_LEVEL": self.log_level,
@@ -91,4 +88,6 @@ class Settings:
             env["LIFECYCLE_JOURNEY"] = self.journey_path
         if self.database_url:
             env["LIFECYCLE_DATABASE_URL"] = self.database_url
+        if self.frozen_now:
+            env["LIFECYCLE_FROZEN_NOW"] = self.frozen_now
         return env

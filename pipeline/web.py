@@ -49,7 +49,9 @@ class LifecycleMonitor(PrometheusMonitor):
 
 
 def is_ready(pipeline: LifecyclePipeline) -> bool:
-    """Ready only once table recovery finished and no rebalance is in progress."""
+    """Ready only once table recovery finished, no rebalance is in progress and no agent died."""
+    if pipeline.failed is not None:
+        return False
     app = pipeline.app
     try:
         recovered = app.tables.recovery.completed.is_set()

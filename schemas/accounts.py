@@ -17,8 +17,19 @@ from schemas.identity import AccountMerged
 
 
 class AccountMessage(Record):
-    type: Literal["event", "tick", "merge_out", "merge_in"]
+    """``event``: a resolved event. ``clock``: the ingest step is caught up and the clock
+    reads ``now`` (for the whole partition). ``tick``: kept only inside an account's held
+    queue. ``merge_out`` / ``merge_wait``: the identity step merged ``merge.from_account``
+    into ``merge.into_account`` at this point of the input; ``merge_in`` carries the
+    absorbed account's journal from its partition to the survivor's.
+
+    ``origin`` and ``seq`` number each sender's messages (``ingest`` or ``accounts-<p>``),
+    so a partition applies each message once however often a restart re-sends it."""
+
+    type: Literal["event", "tick", "clock", "merge_out", "merge_wait", "merge_in"]
     account_id: str
+    origin: str | None = None
+    seq: int | None = None
     event: LifecycleEvent | None = None
     now: UtcDatetime | None = Field(default=None, description="For ticks: the clock reading to fire up to")
     merge: AccountMerged | None = None

@@ -3,10 +3,13 @@ the handoff tracker's, in one value so one table write per event keeps them in s
 
 from __future__ import annotations
 
+import hashlib
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.core.handoffs import HandoffState
 from pipeline.core.sla import SlaState
+from schemas.accounts import AccountMessage
 from schemas.base import UtcDatetime
 from schemas.events import LifecycleEvent
 
@@ -46,18 +49,29 @@ class AccountState(BaseModel):
     crm_owner_id: str | None = None
     segment: str | None = None
     events_seen: int = 0
-    recent_event_ids: list[str] = Field(default_factory=list)
+    journal_len: int = 0  # events ever appended to the journal (see journal_key)
+    recent_event_ids: list[int] = Field(default_factory=list)
     history: list[StageVisit] = Field(default_factory=list)
     ignored: list[IgnoredMove] = Field(default_factory=list)
     merged_into: str | None = None
     sla: SlaState = Field(default_factory=SlaState)
     handoffs: HandoffState = Field(default_factory=HandoffState)
+    # A merge into this account is under way: everything for it waits here, in order,
+    # until the absorbed account's journal arrives (so the outcome never depends on
+    # how fast another partition forwards it).
+    awaiting_merge: str | None = None
+    held: list[AccountMessage] = Field(default_factory=list)
+    held_at: list[int] = Field(default_factory=list)   # per held message: the partition's clock-log length then
+    blocked_at: int = 0                                # the clock-log length when the wait began
+    early_merges: dict[str, list[LifecycleEvent]] = Field(default_factory=dict)
 
     def remember(self, event_id: str) -> bool:
-        """Record an event id; False if it was already seen (a re-delivery)."""
-        if event_id in self.recent_event_ids:
+        """Record an event id; False if it was already seen (a re-delivery). Kept as a
+        stable 64-bit digest: the window is in every state write."""
+        digest = int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "big") >> 1
+        if digest in self.recent_event_ids:
             return False
-        self.recent_event_ids.append(event_id)
+        self.recent_event_ids.append(digest)
         if len(self.recent_event_ids) > RECENT_IDS:
             del self.recent_event_ids[: len(self.recent_event_ids) - RECENT_IDS]
         return True
@@ -68,15 +82,13 @@ class AccountState(BaseModel):
             del self.ignored[0]
 
 
-class Journal(BaseModel):
-    """The account's business-significant events, kept apart from ``AccountState`` so the
-    hot per-event state write stays small; read only when the account is merged away."""
+def journal_key(account_id: str, index: int) -> str:
+    """The journal is a ring of ``JOURNAL_KEPT`` slots per account, one table key each:
+    appending an event writes one small value, never the whole journal."""
+    return f"{account_id}|{index % JOURNAL_KEPT}"
 
-    model_config = ConfigDict(extra="forbid")
 
-    events: list[LifecycleEvent] = Field(default_factory=list)
-
-    def extend(self, events: list[LifecycleEvent]) -> None:
-        self.events.extend(events)
-        if len(self.events) > JOURNAL_KEPT:
-            del self.events[: len(self.events) - JOURNAL_KEPT]
+def journal_keys(state: AccountState) -> list[str]:
+    """The keys of the account's kept journal, oldest first."""
+    n = state.journal_len
+    return [journal_key(state.account_id, i) for i in range(max(0, n - JOURNAL_KEPT), n)]

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def base_settings(isolated_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    settings = Settings(bootstrap_servers=isolated_bootstrap, partitions=2, idle_seconds=1.0, timer_interval=0.25,
+    settings = Settings(bootstrap_servers=isolated_bootstrap, partitions=2, timer_interval=0.25,
                         commit_interval=0.3, data_dir=tmp_path_factory.mktemp("lifecycle"))
     create_topics(settings)
     return settings

@@ -1,0 +1,300 @@
+"""One account partition's processing: a deterministic function of its message sequence.
+
+The Faust agent hands each batch from ``lifecycle.account-events`` to
+:meth:`PartitionLogic.process` with read access to the partition's tables and
+writes back what it returns. Everything that decides an output lives here:
+
+* **Exactly-once effect.** Every message carries ``(origin, seq)``; a partition
+  remembers the last seq applied per origin, so a message re-sent after a
+  restart is skipped, whatever state the restart left.
+* **The SLA clock is the partition's event-time watermark** (the newest event
+  time it has processed, or the ``clock`` the ingest step sends once every
+  input is caught up). When it passes an account's deadline, the account gets a
+  tick right there in the sequence: deadlines fire at a point fixed by the data,
+  never by when a timer happened to run.
+* **Merges.** The identity step announces a merge to both accounts at one point
+  of the input: ``merge_out`` to the absorbed account (which forwards its
+  journal) and ``merge_wait`` to the survivor, which holds everything addressed
+  to it until the journal arrives. The survivor's history is then the same
+  however the two partitions interleave.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from pipeline.core.account import AccountLogic, Outputs
+from pipeline.core.state import AccountState, journal_key, journal_keys
+from schemas.events import LifecycleEvent
+from schemas.accounts import AccountMessage
+
+
+@dataclass
+class Progress:
+    """Per-partition bookkeeping, stored with the partition's state."""
+
+    watermark: float | None = None
+    last_seq: dict[str, int] = field(default_factory=dict)
+    forwarded: int = 0
+    blocked: list[str] = field(default_factory=list)   # accounts awaiting a merge's journal
+    # While any account waits, every clock reading is logged (one key each, see reading_key)
+    # so the waiting accounts can replay them in place once their journal is in.
+    log_start: int = 0
+    log_len: int = 0
+
+    def to_dict(self) -> dict:
+        return {"watermark": self.watermark, "last_seq": self.last_seq, "forwarded": self.forwarded,
+                "blocked": self.blocked, "log_start": self.log_start, "log_len": self.log_len}
+
+    @classmethod
+    def from_dict(cls, value: Mapping | None) -> Progress:
+        if not value:
+            return cls()
+        return cls(value.get("watermark"), dict(value.get("last_seq") or {}), int(value.get("forwarded") or 0),
+                   list(value.get("blocked") or []), int(value.get("log_start") or 0), int(value.get("log_len") or 0))
+
+
+def reading_key(partition: int, index: int) -> str:
+    return f"{partition}|clock|{index}"
+
+
+@dataclass
+class Emitted:
+    account_id: str
+    outputs: Outputs
+    message: AccountMessage
+
+
+@dataclass
+class BatchResult:
+    emitted: list[Emitted] = field(default_factory=list)
+    forward: list[AccountMessage] = field(default_factory=list)
+    states: dict[str, AccountState] = field(default_factory=dict)
+    journals: dict[str, LifecycleEvent | None] = field(default_factory=dict)  # journal slots
+    deadlines: dict[str, float | None] = field(default_factory=dict)
+    readings: dict[str, float | None] = field(default_factory=dict)  # the clock log (progress table)
+    skipped: int = 0
+
+
+def merge_key(message: AccountMessage) -> str:
+    assert message.merge is not None
+    return message.merge.merge_id or f"{message.merge.from_account}>{message.merge.into_account}"
+
+
+class PartitionLogic:
+    """The state machine of one partition; rebuild (``load``) after every assignment."""
+
+    def __init__(self, logic: AccountLogic, partition: int) -> None:
+        self.logic = logic
+        self.partition = partition
+        self.origin = f"accounts-{partition}"
+        self.progress = Progress()
+        self._heap: list[tuple[float, str]] = []
+        self.caught_up = False  # the last message was the ingest step's "caught up" clock
+
+    def load(self, progress: Mapping | None, deadlines: Iterable[tuple[str, float]]) -> None:
+        """Restore from the partition's tables (after recovery: exactly the committed state)."""
+        self.progress = Progress.from_dict(progress)
+        self._heap = [(due, account) for account, due in deadlines if due is not None]
+        heapq.heapify(self._heap)
+
+    def process(self, messages: Iterable[AccountMessage], accounts: Mapping[str, AccountState | None],
+                journals: Mapping[str, LifecycleEvent | None], deadlines: Mapping[str, float | None],
+                readings: Mapping[str, float | None] | None = None) -> BatchResult:
+        run = _Batch(self, accounts, journals, deadlines, readings or {})
+        for message in messages:
+            if message.seq is not None and message.origin is not None:
+                if message.seq <= self.progress.last_seq.get(message.origin, -1):
+                    run.result.skipped += 1
+                    continue
+                self.progress.last_seq[message.origin] = message.seq
+            if message.type == "clock":
+                self.caught_up = True
+                if message.now is not None:
+                    run.advance(message.now)
+                continue
+            self.caught_up = False
+            if message.type == "event" and message.event is not None:
+                run.advance(message.event.occurred_at)
+            run.deliver(message.account_id, message)
+        return run.result
+
+    def clock_due(self, now: datetime) -> bool:
+        """Caught up, and the wall clock has passed the next deadline: time for a clock message."""
+        return self.caught_up and bool(self._heap) and self._heap[0][0] <= now.timestamp() and (
+            self.progress.watermark is None or self.progress.watermark < now.timestamp())
+
+    def next_seq(self) -> int:
+        self.progress.forwarded += 1
+        return self.progress.forwarded
+
+
+class _Batch:
+    """One batch's working set: each account loaded once, written back once."""
+
+    def __init__(self, owner: PartitionLogic, accounts: Mapping, journals: Mapping, deadlines: Mapping,
+                 readings: Mapping) -> None:
+        self.owner = owner
+        self._readings = readings
+        self.logic = owner.logic
+        self._accounts = accounts
+        self._journals = journals
+        self._deadlines = deadlines
+        self.result = BatchResult()
+
+    # ---- table access through the batch's working set --------------------------------
+    def state(self, account_id: str) -> AccountState:
+        states = self.result.states
+        if account_id not in states:
+            states[account_id] = self._accounts.get(account_id) or AccountState(account_id=account_id)
+        return states[account_id]
+
+    def journal(self, state: AccountState) -> list[LifecycleEvent]:
+        written = self.result.journals
+        events = [written[k] if k in written else self._journals.get(k) for k in journal_keys(state)]
+        return [e for e in events if e is not None]
+
+    def deadline(self, account_id: str) -> float | None:
+        if account_id in self.result.deadlines:
+            return self.result.deadlines[account_id]
+        return self._deadlines.get(account_id)
+
+    # ---- the clock ---------------------------------------------------------------------
+    def advance(self, now: datetime) -> None:
+        """The partition's clock reached ``now``: tick every account whose deadline passed."""
+        progress = self.owner.progress
+        ts = now.timestamp()
+        if progress.watermark is not None and ts <= progress.watermark:
+            return
+        progress.watermark = ts
+        heap = self.owner._heap
+        reading = datetime.fromtimestamp(ts, timezone.utc)
+        # An account awaiting a merge must see every clock reading, in place: once its journal
+        # is in, each fires what the merged state has due by then, as an unblocked one would.
+        if progress.blocked:
+            self.result.readings[reading_key(self.owner.partition, progress.log_len)] = ts
+            progress.log_len += 1
+        while heap and heap[0][0] <= ts:
+            due, account_id = heapq.heappop(heap)
+            if self.deadline(account_id) != due:
+                continue  # superseded by a later write
+            self.deliver(account_id, AccountMessage(type="tick", account_id=account_id, now=reading))
+            if self.deadline(account_id) == due:  # a tick that moves nothing must not loop
+                self.result.deadlines[account_id] = None
+
+    # ---- one message for one account -------------------------------------------------
+    def deliver(self, account_id: str, message: AccountMessage) -> None:
+        state = self.state(account_id)
+        if state.awaiting_merge is not None and not (
+                message.type == "merge_in" and merge_key(message) == state.awaiting_merge):
+            if message.type == "merge_in":
+                state.early_merges[merge_key(message)] = message.journal
+            else:
+                state.held.append(message)
+                state.held_at.append(self.owner.progress.log_len)
+            return
+        self.apply(state, message)
+        self.reschedule(state)
+
+    def apply(self, state: AccountState, message: AccountMessage) -> None:
+        account_id = state.account_id
+        kind = message.type
+        if state.merged_into:
+            if kind == "event" and message.event is not None:  # in flight when it merged
+                self.send(AccountMessage(type="event", account_id=state.merged_into,
+                                         event=message.event.model_copy(update={"account_id": state.merged_into})))
+            return
+        if kind == "event" and message.event is not None:
+            self.emit(state, self.logic.on_event(state, message.event), message)
+        elif kind == "tick" and message.now is not None:
+            self.emit(state, self.logic.on_tick(state, message.now), message)
+        elif kind == "merge_out" and message.merge is not None:
+            self.send(AccountMessage(type="merge_in", account_id=message.merge.into_account, merge=message.merge,
+                                     journal=self.journal(state)))
+            for key in journal_keys(state):
+                self.result.journals[key] = None
+            self.result.states[account_id] = AccountState(
+                account_id=account_id, merged_into=message.merge.into_account, stage=state.stage,
+                history=state.history, first_event_at=state.first_event_at, last_event_at=state.last_event_at)
+        elif kind == "merge_wait" and message.merge is not None:
+            key = merge_key(message)
+            if key in state.early_merges:
+                self.merge_in(state, state.early_merges.pop(key), message)
+            else:
+                state.awaiting_merge = key
+                state.blocked_at = self.owner.progress.log_len
+                self.owner.progress.blocked.append(account_id)
+        elif kind == "merge_in" and message.merge is not None:
+            if state.awaiting_merge == merge_key(message):
+                self.merge_in(state, message.journal, message)
+            else:  # arrived before the survivor was told: keep until merge_wait
+                state.early_merges[merge_key(message)] = message.journal
+
+    def merge_in(self, state: AccountState, journal: list, message: AccountMessage) -> None:
+        held = state.held
+        if state.awaiting_merge is not None:
+            held = self.with_readings(state)
+            state.awaiting_merge = None
+            self.owner.progress.blocked.remove(state.account_id)
+            self.truncate_log()
+        state.held, state.held_at = [], []
+        self.emit(state, self.logic.on_merge_in(state, journal), message)
+        for i, queued in enumerate(held):
+            current = self.state(state.account_id)  # a held merge_out replaces the state
+            if current.awaiting_merge is not None:  # a further merge began: keep the rest waiting
+                current.held.extend(held[i:])
+                current.held_at.extend([self.owner.progress.log_len] * (len(held) - i))
+                return
+            self.apply(current, queued)
+
+    def with_readings(self, state: AccountState) -> list[AccountMessage]:
+        """The held messages with the clock readings logged since the wait began, in order."""
+        progress, partition = self.owner.progress, self.owner.partition
+        out: list[AccountMessage] = []
+        index = state.blocked_at
+        for message, held_at in [*zip(state.held, state.held_at), (None, progress.log_len)]:
+            for i in range(index, held_at):
+                key = reading_key(partition, i)
+                ts = self.result.readings[key] if key in self.result.readings else self._readings.get(key)
+                if ts is not None:
+                    out.append(AccountMessage(type="tick", account_id=state.account_id,
+                                              now=datetime.fromtimestamp(ts, timezone.utc)))
+            index = max(index, held_at)
+            if message is not None:
+                out.append(message)
+        return out
+
+    def truncate_log(self) -> None:
+        """No account waits any more: the logged readings are not needed."""
+        progress = self.owner.progress
+        if progress.blocked:
+            return
+        for i in range(progress.log_start, progress.log_len):
+            self.result.readings[reading_key(self.owner.partition, i)] = None
+        progress.log_start = progress.log_len
+
+    def emit(self, state: AccountState, out: Outputs, message: AccountMessage) -> None:
+        for event in out.journal:
+            self.result.journals[journal_key(state.account_id, state.journal_len)] = event
+            state.journal_len += 1
+        if out:
+            self.result.emitted.append(Emitted(state.account_id, out, message))
+
+    def send(self, message: AccountMessage) -> None:
+        message.origin = self.owner.origin
+        message.seq = self.owner.next_seq()
+        self.result.forward.append(message)
+
+    def reschedule(self, state: AccountState) -> None:
+        account_id = state.account_id
+        current = self.result.states.get(account_id, state)
+        due = None if current.merged_into or current.awaiting_merge else self.logic.notify_at(current)
+        due_ts = due.timestamp() if due is not None else None
+        if due_ts != self.deadline(account_id):
+            self.result.deadlines[account_id] = due_ts
+            if due_ts is not None:
+                heapq.heappush(self.owner._heap, (due_ts, account_id))
+

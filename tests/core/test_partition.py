@@ -1,0 +1,112 @@
+"""One account partition as a function of its message sequence: re-sent messages apply
+once, deadlines fire where the watermark passes them, and a merge's outcome does not
+depend on when the absorbed account's journal arrives."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from pipeline.core.account import AccountLogic
+from pipeline.core.partition import PartitionLogic
+from pipeline.core.state import AccountState
+from schemas.accounts import AccountMessage
+from schemas.events import IdentityLink
+from schemas.identity import AccountMerged, IdentityRule
+from tests.core.test_account_sla import ACCOUNT, EMITTED, J, event, ny
+
+OTHER = "acct:hubspot.company:77"
+ABSORBED = "acct:stripe.customer:cus_42"
+
+
+class Tables:
+    """The partition's tables, written back after each batch as the agent does."""
+
+    def __init__(self) -> None:
+        self.accounts: dict[str, AccountState] = {}
+        self.journals: dict = {}
+        self.deadlines: dict[str, float] = {}
+        self.readings: dict[str, float] = {}
+
+    def run(self, logic: PartitionLogic, messages: list[AccountMessage]) -> list:
+        result = logic.process(messages, self.accounts, self.journals, self.deadlines, self.readings)
+        self.accounts.update(result.states)
+        for target, changes in ((self.journals, result.journals), (self.deadlines, result.deadlines),
+                                (self.readings, result.readings)):
+            for key, value in changes.items():
+                if value is None:
+                    target.pop(key, None)
+                else:
+                    target[key] = value  # type: ignore[index]
+        return result
+
+
+def ingest(seq: int, ev, account: str = ACCOUNT) -> AccountMessage:
+    return AccountMessage(type="event", account_id=account, origin="ingest", seq=seq,
+                          event=ev.model_copy(update={"account_id": account}))
+
+
+def logic() -> PartitionLogic:
+    return PartitionLogic(AccountLogic(J, clock=lambda: EMITTED), partition=0)
+
+
+WON = event("crm.deal_won", ny(2025, 3, 7, 16), "won", deal_id="d-42", amount=48000, currency="usd",
+            close_date="2025-03-07", deal_type="new_business", segment="enterprise", owner_id="u-ae")
+OPP = event("crm.opportunity_created", ny(2025, 3, 4, 10), "opp", deal_id="d-42", deal_name="Acme",
+            amount=48000, currency="usd", stage="appointmentscheduled", deal_type="new_business",
+            segment="enterprise", owner_id="u-ae")
+LATER = event("crm.activity_logged", ny(2025, 4, 30, 9), "far-later", activity_type="call", owner_id="u-x")
+
+
+def ids(results) -> list[str]:
+    out = []
+    for r in results:
+        for e in r.emitted:
+            out += [t.transition_id for t in e.outputs.transitions]
+            out += [b.record_id for b in e.outputs.breaches]
+            out += [f"{h.handoff_id}/{h.version}" for h in e.outputs.handoffs]
+    return out
+
+
+def test_a_re_sent_message_applies_once() -> None:
+    tables, p = Tables(), logic()
+    first = tables.run(p, [ingest(1, OPP), ingest(2, WON)])
+    again = tables.run(p, [ingest(1, OPP), ingest(2, WON)])
+    assert ids([first]) and again.skipped == 2 and not again.emitted
+
+
+def test_a_deadline_fires_when_another_accounts_event_passes_it() -> None:
+    tables, p = Tables(), logic()
+    tables.run(p, [ingest(1, OPP), ingest(2, WON)])
+    assert tables.deadlines[ACCOUNT] <= LATER.occurred_at.timestamp()
+    result = tables.run(p, [ingest(3, LATER, account=OTHER)])
+    breaches = [b for e in result.emitted if e.account_id == ACCOUNT for b in e.outputs.breaches]
+    assert breaches and all(b.account_id == ACCOUNT for b in breaches)
+    assert {b.detected_at for b in breaches} == {LATER.occurred_at}
+
+
+def merged(journal_position: int) -> list[str]:
+    """Absorbed account's journal arrives at ``journal_position`` in the survivor's sequence."""
+    tables, p = Tables(), logic()
+    merge = AccountMerged(merge_id="m1", from_account=ABSORBED, into_account=ACCOUNT, rule=IdentityRule.EXPLICIT_LINK,
+                          reason="link", link=IdentityLink(a="x", b="y", reason="r"), event_id="e",
+                          decided_at=ny(2025, 3, 7, 17))
+    merge_in = AccountMessage(type="merge_in", account_id=ACCOUNT, merge=merge, journal=[WON],
+                              origin="accounts-1", seq=1)
+    sequence = [ingest(1, OPP), AccountMessage(type="merge_wait", account_id=ACCOUNT, merge=merge,
+                                               origin="ingest", seq=2),
+                ingest(3, LATER, account=OTHER), ingest(4, LATER.model_copy(update={"event_id": "hubspot:x2",
+                "occurred_at": LATER.occurred_at + timedelta(days=3)}))]
+    sequence.insert(journal_position, merge_in)
+    results = [tables.run(p, [m]) for m in sequence]
+    results.append(tables.run(p, [AccountMessage(type="clock", account_id="", now=datetime(2026, 1, 1, tzinfo=timezone.utc))]))
+    survivor = tables.accounts[ACCOUNT]
+    assert survivor.awaiting_merge is None and not survivor.held
+    assert [v.stage for v in survivor.history][:2] == ["SQL", "closed-won"]  # the journal's deal won
+    return ids(results)
+
+
+def test_a_merge_gives_the_same_outputs_whenever_the_journal_arrives() -> None:
+    outcomes = {tuple(sorted(merged(position))) for position in range(0, 5)}
+    assert len(outcomes) == 1
+    (only,) = outcomes
+    assert len(only) >= 3  # transitions, handoffs and breaches, not an empty agreement
