@@ -425,23 +425,10 @@ class LifecyclePipeline:
                     await self._publish(emitted)
                 if result.forward:
                     await self.route(result.forward)
-                for account_id, state in result.states.items():
-                    self.accounts[account_id] = state
-                for key, journaled in result.journals.items():
-                    if journaled is None:
-                        self.journals.pop(key, None)
-                    else:
-                        self.journals[key] = journaled
-                for account_id, due in result.deadlines.items():
-                    if due is None:
-                        self.deadlines.pop(account_id, None)
-                    else:
-                        self.deadlines[account_id] = due
-                for key, reading in result.readings.items():
-                    if reading is None:
-                        self.progress.pop(key, None)
-                    else:
-                        self.progress[key] = reading
+                _write(self.accounts, result.states)
+                _write(self.journals, result.journals)
+                _write(self.deadlines, result.deadlines)
+                _write(self.progress, result.readings)
                 self.progress[str(partition)] = logic.progress.to_dict()
         except BaseException as exc:
             self._note_failure(exc)
@@ -481,6 +468,15 @@ class LifecyclePipeline:
         if not isinstance(exc, (asyncio.CancelledError, GeneratorExit, KeyboardInterrupt)):
             self.failed = exc
             log.exception("agent failed: %s", exc)
+
+
+def _write(table: Any, changes: dict[str, Any]) -> None:
+    """A batch's changes to one table: a value sets its key, None deletes it."""
+    for key, value in changes.items():
+        if value is None:
+            table.pop(key, None)
+        else:
+            table[key] = value
 
 
 def _wall_clock(frozen: str | None) -> Any:
