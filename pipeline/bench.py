@@ -1,124 +1,422 @@
-"""``lifecycle bench``: the real pipeline against a raw Kafka loop, same events, same broker, one run.
+"""``lifecycle bench``: the real pipeline against a raw Kafka loop and a bare Faust agent,
+over the same bytes on the same broker, in one run.
 
-(a) raw: an aiokafka consumer → orjson decode → aiokafka produce loop over the
-    raw topics (the ceiling for any Python consumer on this machine);
-(b) pipeline: a real ``lifecycle worker`` process (normalize → identity →
-    accounts → read-model sink) over the same records, pre-loaded, timed from
-    ready to the consumer group having committed everything.
-Reported as a ratio measured in one run: these machines are noisy, absolute
-numbers are not comparable between runs.
+Before anything is timed and before any worker starts, the generated sample is encoded
+once and preloaded into the four raw topics (aiokafka, large batches). Each phase then
+reads those same records from the start of those topics:
+
+(a) raw: an aiokafka consume → orjson decode → encode → produce loop in this process,
+    the ceiling for any Python consumer here; it reads the topics again and again (at
+    least 3 passes and 200,000 records) and reports the median pass.
+(b) pipeline: a ``lifecycle worker`` process (parse + identity → accounts → read-model
+    sink), timed from its /readyz answering 200 to its consumer group having committed
+    every raw record and every message on the account topic (the sink is not waited for).
+(c) faust floor: a minimal Faust app in its own process (own group, the pipeline's Faust
+    settings) whose one agent forwards each raw record, decoded and re-encoded, to a
+    scratch topic; timed the same way, from its agent running.
+
+Workers consume from the moment they are assigned their partitions, so what they do
+in the last readiness poll (≤ 0.2 s) before the clock starts is not timed. "Done" is
+checked every 0.5 s. CPU per record is the worker's utime + stime over the timed span
+(the bench process's own for (a)). Each repetition runs on a fresh embedded broker.
+Reported as ratios: these machines are noisy, absolute numbers are not comparable
+between runs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
+import os
 import resource
 import shutil
+import statistics
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import TopicPartition as AioTopicPartition
+from kafka import KafkaConsumer, TopicPartition
+from kafka.admin import KafkaAdminClient
 
-from pipeline.runner import WorkerProcess, group_lag, internal_topics, produce_raw
+from pipeline.broker import die_with_parent
+from pipeline.runner import WorkerProcess, internal_topics, true_end_offsets
 from pipeline.runtime import broker_for, create_topics
 from pipeline.settings import Settings
 from pipeline.topics import ensure_topics
 from schemas import topics as T
 
+if TYPE_CHECKING:
+    import faust
+
+    from schemas.events import RawRecord
+
 Echo = Callable[[str], None]
-RAW_IN = "bench.raw-in"
+Message = tuple[str, bytes, bytes]  # topic, key, value
+S = TypeVar("S")
+
+
+class BenchUsageError(ValueError):
+    """Options that cannot work together (or with this environment)."""
+
+
 RAW_OUT = "bench.raw-out"
+FLOOR_OUT = "bench.floor-out"
+PIPELINE_APP_ID = "lifecycle-bench"
+FLOOR_APP_ID = "lifecycle-bench-floor"
+RAW_MIN_PASSES = 3
+RAW_MIN_RECORDS = 200_000
+POLL_SECONDS = 0.5
 
 
-async def raw_loop(bootstrap: str, expected: int, group: str = "bench-raw") -> float:
-    """Consume every raw record, decode it, produce it again; return seconds from first to last."""
-    consumer = AIOKafkaConsumer(RAW_IN, bootstrap_servers=bootstrap, group_id=group,
-                                auto_offset_reset="earliest", enable_auto_commit=True, max_poll_records=5000)
+@dataclass(frozen=True)
+class Rate:
+    """Records handled in a timed span, with the CPU they took."""
+
+    records: int
+    seconds: float
+    cpu_seconds: float
+    peak_rss_mib: float | None = None
+
+    @property
+    def per_second(self) -> float:
+        return self.records / self.seconds
+
+    @property
+    def cpu_us_per_record(self) -> float:
+        return self.cpu_seconds / self.records * 1e6
+
+    def details(self) -> str:
+        rss = f", peak RSS {self.peak_rss_mib:.0f} MiB" if self.peak_rss_mib is not None else ""
+        return f"({self.records:,} in {self.seconds:.2f}s), CPU {self.cpu_us_per_record:,.0f} µs/record{rss}"
+
+    def describe(self) -> str:
+        return f"{self.per_second:,.0f} events/s {self.details()}"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One run's three phases, over the same records."""
+
+    raw: Rate
+    pipeline: Rate
+    floor: Rate
+
+    @property
+    def ratio(self) -> float:
+        return self.pipeline.per_second / self.raw.per_second
+
+    @property
+    def floor_ratio(self) -> float:
+        return self.floor.per_second / self.raw.per_second
+
+
+# ---- the sample, preloaded ----------------------------------------------------------------
+
+def sample(accounts: int, seed: int, records: int | None) -> tuple[list[RawRecord], int]:
+    """The generated sample and its accounts; with ``records``, grown (more accounts) and cut
+    to exactly that many."""
+    from pipeline.sample import SampleConfig, generate
+
+    out = generate(SampleConfig(accounts=accounts, seed=seed))
+    while records and len(out) < records:  # records grow about linearly with accounts
+        accounts = math.ceil(accounts * records / max(len(out), 1) * 1.05)
+        out = generate(SampleConfig(accounts=accounts, seed=seed))
+    return (out[:records] if records else out), accounts
+
+
+def encode(records: Sequence[RawRecord]) -> list[Message]:
+    """Each record as a connector writes it: its source's raw topic, keyed by event id."""
+    return [(T.RAW[r.source], r.event_id.encode(), r.to_json()) for r in records]
+
+
+async def _produce(bootstrap: str, messages: Sequence[Message]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=50, max_batch_size=256 * 1024)
+    await producer.start()
+    try:
+        for topic, key, value in messages:
+            await producer.send(topic, key=key, value=value)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def preload(bootstrap: str, messages: Sequence[Message]) -> float:
+    """Write every message before anything is timed (aiokafka: ~6x kafka-python's rate here); seconds."""
+    started = time.perf_counter()
+    asyncio.run(_produce(bootstrap, messages))
+    return time.perf_counter() - started
+
+
+# ---- measuring a process from outside -------------------------------------------------------
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class CommitWatch:
+    """Whether a consumer group has committed everything on some topics.
+
+    One consumer (for true end offsets: see ``runner.true_end_offsets``) and one admin
+    client (for the group's commits) serve a whole run: a client per poll costs a
+    connection and metadata round trip each time, and closing one mid-refresh logs an
+    error.
+    """
+
+    def __init__(self, bootstrap: str) -> None:
+        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+        self.admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+
+    def partitions(self, topics: Sequence[str]) -> list[TopicPartition]:
+        return [TopicPartition(t, p) for t in topics for p in sorted(self.consumer.partitions_for_topic(t) or ())]
+
+    def ends(self, topics: Sequence[str]) -> dict[TopicPartition, int]:
+        return true_end_offsets(self.consumer, self.partitions(topics))
+
+    def lag(self, group: str, topics: Sequence[str]) -> int:
+        """Messages on ``topics`` that ``group`` has not committed yet."""
+        ends = self.ends(topics)
+        committed = self.admin.list_group_offsets({group: list(ends)}).get(group, {})
+        lag = 0
+        for tp, end in ends.items():
+            c = committed.get(tp)
+            lag += max(0, end - (c.offset if c is not None and c.offset > 0 else 0))
+        return lag
+
+    def wait(self, group: str, topics: Sequence[str], sample: Callable[[], S],
+             timeout: float) -> tuple[float, S]:
+        """Seconds until ``group`` was first seen caught up, and ``sample()`` taken then.
+
+        Caught up must hold again one poll later: the account topic can still grow
+        (a batch released late, a timer tick), and then the wait goes on.
+        """
+        start = time.perf_counter()
+        seen: tuple[float, S] | None = None
+        while time.perf_counter() - start < timeout:
+            if self.lag(group, topics) == 0:
+                if seen is not None:
+                    return seen
+                seen = (time.perf_counter() - start, sample())
+            else:
+                seen = None
+            time.sleep(POLL_SECONDS)
+        raise TimeoutError(f"group {group} did not commit everything on {list(topics)} in {timeout:.0f}s")
+
+    def close(self) -> None:
+        self.consumer.close()
+        self.admin.close()
+
+    def __enter__(self) -> CommitWatch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def time_process(watch: CommitWatch, pid: int, group: str, topics: Sequence[str], records: int) -> Rate:
+    """From now until ``group`` (run by process ``pid``) has committed all of ``topics``."""
+    cpu_before = cpu_seconds(pid)
+    seconds, cpu_after = watch.wait(group, topics, lambda: cpu_seconds(pid), timeout=300 + records / 100)
+    return Rate(records, seconds, cpu_after - cpu_before, peak_rss_mib(pid))
+
+
+# ---- (a) the raw ceiling --------------------------------------------------------------------
+
+async def _raw_pass(consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, ends: dict[TopicPartition, int]) -> Rate:
+    """Every preloaded record once: consume, decode, encode, produce."""
+    await consumer.seek_to_beginning(*consumer.assignment())
+    remaining = {tp for tp, end in ends.items() if end > 0}
+    n = 0
+    cpu, started = time.process_time(), time.perf_counter()
+    while remaining:
+        batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
+        for tp, msgs in batch.items():
+            for m in msgs:
+                await producer.send(RAW_OUT, key=m.key, value=orjson.dumps(orjson.loads(m.value)))
+            n += len(msgs)
+            if msgs and msgs[-1].offset + 1 >= ends[tp]:
+                remaining.discard(tp)
+    await producer.flush()
+    return Rate(n, time.perf_counter() - started, time.process_time() - cpu)
+
+
+async def raw_ceiling(bootstrap: str, ends: dict[TopicPartition, int]) -> tuple[Rate, int]:
+    """The median of enough passes over the preloaded topics to be stable; (median pass, passes)."""
+    passes = max(RAW_MIN_PASSES, math.ceil(RAW_MIN_RECORDS / sum(ends.values())))
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=256 * 1024)
     await consumer.start()
     await producer.start()
     try:
-        n, first = 0, None
-        while n < expected:
-            batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
-            for msgs in batch.values():
-                for m in msgs:
-                    if first is None:
-                        first = time.perf_counter()
-                    record = orjson.loads(m.value)
-                    await producer.send(RAW_OUT, key=m.key, value=orjson.dumps(record))
-                    n += 1
-        await producer.flush()
-        assert first is not None
-        return time.perf_counter() - first
+        consumer.assign([AioTopicPartition(tp.topic, tp.partition) for tp in ends])
+        rates = [await _raw_pass(consumer, producer, ends) for _ in range(passes)]
     finally:
         await producer.stop()
         await consumer.stop()
+    return sorted(rates, key=lambda r: r.per_second)[passes // 2], passes
 
 
-def wait_drained(bootstrap: str, group: str, topics: list[str], timeout: float = 900.0) -> float:
-    start = time.perf_counter()
-    while time.perf_counter() - start < timeout:
-        if group_lag(bootstrap, group, topics) == 0:
-            return time.perf_counter() - start
-        time.sleep(0.1)
-    raise TimeoutError(f"pipeline did not drain in {timeout}s")
+# ---- (c) the bare-Faust floor ---------------------------------------------------------------
+
+def floor_app(settings: Settings) -> faust.App:
+    """One agent: each raw record, decoded and re-encoded, to a scratch topic. Nothing else."""
+    import faust
+
+    from pipeline.app import faust_config
+
+    (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
+    app = faust.App(settings.app_id, **faust_config(settings))
+    source = app.topic(*T.RAW.values(), key_serializer="raw", value_serializer="raw")
+    scratch = app.topic(FLOOR_OUT, key_serializer="raw", value_serializer="raw")
+
+    @app.agent(source)
+    async def forward(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            await scratch.send(key=event.key, value=orjson.dumps(orjson.loads(event.value)))
+
+    @app.task
+    async def ready() -> None:  # runs once the app has started (Faust: after table recovery)
+        app.producer.buffer.max_messages = 20_000  # as the pipeline does, so no 0.1 s buffer stalls
+        _ready_file(settings).touch()
+
+    return app
 
 
-def _hwm_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return 0
+def _ready_file(settings: Settings) -> Path:
+    return settings.data_dir / "floor.ready"
 
 
-def run_bench(settings: Settings, accounts: int = 600, seed: int = 11, echo: Echo = print,
-              transports: int = 10_000) -> dict[str, float]:
-    from pipeline.sample import SampleConfig, generate
+@contextlib.contextmanager
+def floor_process(settings: Settings, ready_timeout: float = 90.0) -> Iterator[int]:
+    """``floor_app`` in a child process (``python -m pipeline.bench``); yields its pid once it runs."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with open(settings.data_dir / "floor.log", "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline.bench"], env=os.environ | settings.to_env(),
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                preexec_fn=die_with_parent)
+    try:
+        deadline = time.monotonic() + ready_timeout
+        while not _ready_file(settings).exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                tail = Path(log.name).read_text(errors="replace").splitlines()[-20:]
+                raise RuntimeError(f"faust floor app not running (exit {proc.returncode}); {log.name}:\n"
+                                   + "\n".join(tail))
+            time.sleep(0.05)
+        yield proc.pid
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
-    data_dir = settings.data_dir / "bench"
-    shutil.rmtree(data_dir, ignore_errors=True)
-    data_dir.mkdir(parents=True)
-    settings = settings.with_(data_dir=data_dir, app_id="lifecycle-bench", commit_interval=0.5,
-                              idle_seconds=3600.0, database_url=f"sqlite:///{data_dir / 'readmodel.db'}")
-    records = generate(SampleConfig(accounts=accounts, seed=seed))
-    n = len(records)
-    echo(f"bench: {n} native records, {accounts} accounts")
-    with broker_for(settings) as s:
-        assert s.bootstrap_servers
+
+# ---- one run ---------------------------------------------------------------------------------
+
+def run_once(settings: Settings, messages: Sequence[Message], echo: Echo, transports: int) -> RunResult:
+    """Preload, then (a), (b), (c) on one broker; then the connector transports if asked."""
+    n = len(messages)
+    raw_topics = list(T.RAW.values())
+    with broker_for(settings) as s, CommitWatch(_bootstrap(s)) as watch:
+        bootstrap = _bootstrap(s)
         create_topics(s)
-        ensure_topics(s.bootstrap_servers, [RAW_IN, RAW_OUT], s.partitions)
-        produce_raw(s.bootstrap_servers, records, topic=RAW_IN)
+        ensure_topics(bootstrap, [RAW_OUT, FLOOR_OUT], 1)
+        if any(watch.ends([*raw_topics, T.ACCOUNT_EVENTS]).values()):
+            raise RuntimeError("the bench needs empty topics: unset KAFKA_BOOTSTRAP_SERVERS "
+                               "for a fresh embedded broker")
+        seconds = preload(bootstrap, messages)
+        ends = watch.ends(raw_topics)
+        if sum(ends.values()) != n:
+            raise RuntimeError(f"preloaded {n} records but the raw topics hold {sum(ends.values())}")
+        echo(f"preloaded {n:,} records into {len(raw_topics)} raw topics in {seconds:.1f}s, before any timing")
 
-        raw_seconds = asyncio.run(raw_loop(s.bootstrap_servers, n))
-        raw_rate = n / raw_seconds
-        echo(f"(a) raw aiokafka consume→decode→produce: {raw_rate:,.0f} events/s ({raw_seconds:.2f}s)")
+        raw, passes = asyncio.run(raw_ceiling(bootstrap, ends))
+        echo(f"(a) raw aiokafka consume→decode→produce: {raw.describe()}, "
+             f"median of {passes} passes ({passes * n:,} records)")
 
-        worker = WorkerProcess(s, data_dir / "worker.log").start()
+        worker = WorkerProcess(s.with_(app_id=PIPELINE_APP_ID), s.data_dir / "worker.log").start()
         try:
             assert worker.proc is not None
-            pid = worker.proc.pid
-            # Fed only once the worker is ready, so start-up is not counted; feeding
-            # overlaps processing, as it does live.
-            t0 = time.perf_counter()
-            produce_raw(s.bootstrap_servers, records)
-            wait_drained(s.bootstrap_servers, s.app_id, internal_topics())
-            pipe_seconds = time.perf_counter() - t0
-            rss_mib = _hwm_kib(pid) / 1024
+            pipeline = time_process(watch, worker.proc.pid, PIPELINE_APP_ID, internal_topics(), n)
         finally:
             worker.stop()
-        pipe_rate = n / pipe_seconds
-        echo(f"(b) pipeline ingest(parse+identity)→accounts (+sink): {pipe_rate:,.0f} events/s ({pipe_seconds:.2f}s), "
-             f"worker peak RSS {rss_mib:.0f} MiB")
+        echo(f"(b) pipeline ingest(parse+identity)→accounts (+sink): {pipeline.describe()}")
+
+        floor_settings = s.with_(app_id=FLOOR_APP_ID, data_dir=s.data_dir / "floor", web_enabled=False)
+        with floor_process(floor_settings) as pid:
+            floor = time_process(watch, pid, FLOOR_APP_ID, raw_topics, n)
+        result = RunResult(raw, pipeline, floor)
+        echo(f"(c) faust floor = {floor.per_second:,.0f} events/s ({result.floor_ratio:.2f} of raw) "
+             f"{floor.details()}")
+        echo(f"this run: pipeline/raw {result.ratio:.3f}, pipeline/faust floor "
+             f"{pipeline.per_second / floor.per_second:.2f}")
         if transports:
             from connectors.bench import bench_transports
 
-            rates = bench_transports(s.bootstrap_servers, transports)
+            rates = bench_transports(bootstrap, transports)
             echo("connector transports into Kafka (records/s): "
                  + ", ".join(f"{name} {rate:,.0f}" for name, rate in rates.items()))
-    ratio = pipe_rate / raw_rate
+    return result
+
+
+def _bootstrap(settings: Settings) -> str:
+    assert settings.bootstrap_servers
+    return settings.bootstrap_servers
+
+
+def run_bench(settings: Settings, accounts: int = 600, seed: int = 11, echo: Echo = print,
+              transports: int = 10_000, records: int | None = None, repeat: int = 1) -> dict[str, float]:
+    """``repeat`` runs on the same sample, each on a fresh broker; the last line is the median ratio."""
+    if repeat > 1 and settings.bootstrap_servers:
+        raise BenchUsageError("--repeat needs a fresh broker per run: unset KAFKA_BOOTSTRAP_SERVERS")
+    bench_dir = settings.data_dir / "bench"
+    shutil.rmtree(bench_dir, ignore_errors=True)
+    raw_records, accounts = sample(accounts, seed, records)
+    messages = encode(raw_records)
+    echo(f"bench: {len(messages):,} native records ({accounts} accounts, seed {seed}), {repeat} run(s)")
+    results: list[RunResult] = []
+    for i in range(repeat):
+        if repeat > 1:
+            echo(f"-- run {i + 1}/{repeat}")
+        run_dir = bench_dir / f"run-{i + 1}"
+        run_dir.mkdir(parents=True)
+        run_settings = settings.with_(data_dir=run_dir, commit_interval=0.5,
+                                      database_url=f"sqlite:///{run_dir / 'readmodel.db'}")
+        results.append(run_once(run_settings, messages, echo, transports if i == repeat - 1 else 0))
+    ratio = statistics.median(r.ratio for r in results)
+    floor_ratio = statistics.median(r.floor_ratio for r in results)
     echo(f"bench process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    if repeat > 1:
+        echo(f"median of {repeat} runs: faust floor/raw {floor_ratio:.2f} "
+             f"(runs {', '.join(f'{r.floor_ratio:.2f}' for r in results)}), "
+             f"pipeline/raw runs {', '.join(f'{r.ratio:.3f}' for r in results)}")
     echo(f"ratio pipeline/raw = {ratio:.2f}")
-    return {"records": n, "raw_rate": raw_rate, "pipeline_rate": pipe_rate, "ratio": ratio, "worker_rss_mib": rss_mib}
+    last = results[-1]
+    return {"records": len(messages), "raw_rate": last.raw.per_second, "pipeline_rate": last.pipeline.per_second,
+            "floor_rate": last.floor.per_second, "ratio": ratio, "floor_ratio": floor_ratio,
+            "worker_cpu_us": last.pipeline.cpu_us_per_record,
+            "worker_rss_mib": last.pipeline.peak_rss_mib or 0.0}
+
+
+if __name__ == "__main__":  # the faust floor's child process (floor_process)
+    from pipeline.runtime import make_worker
+
+    _floor = Settings.from_env()
+    make_worker(floor_app(_floor), _floor.log_level).execute_from_commandline()

@@ -41,15 +41,50 @@ def demo(accounts: int, seed: int) -> None:
 
 @main.command()
 @click.option("--accounts", default=600, show_default=True, help="Accounts in the generated sample (scales events).")
+@click.option("--records", type=click.IntRange(min=1), default=None,
+              help="Exactly this many records (the sample grown with more accounts, then cut).")
 @click.option("--seed", default=11, show_default=True)
+@click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Runs, each on a fresh embedded broker; the last line is the median ratio.")
 @click.option("--transports", default=10_000, show_default=True,
               help="Records per connector transport benchmark (0 to skip).")
-def bench(accounts: int, seed: int, transports: int) -> None:
-    """Measure raw consume→decode→produce vs the real pipeline on the same events, same broker,
-    then each connector transport's throughput into Kafka."""
-    from pipeline.bench import run_bench
+def bench(accounts: int, records: int | None, seed: int, repeat: int, transports: int) -> None:
+    """Measure raw consume→decode→produce, the real pipeline and a bare Faust agent on the same
+    preloaded events, same broker; then each connector transport's throughput into Kafka."""
+    from pipeline.bench import BenchUsageError, run_bench
 
-    run_bench(Settings.from_env(), accounts=accounts, seed=seed, echo=click.echo, transports=transports)
+    try:
+        run_bench(Settings.from_env(), accounts=accounts, seed=seed, echo=click.echo, transports=transports,
+                  records=records, repeat=repeat)
+    except BenchUsageError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+@main.command()
+@click.option("--accounts", default=300, show_default=True, help="Accounts in the generated sample.")
+@click.option("--seed", default=7, show_default=True, help="Seeds the sample and the fault moments.")
+@click.option("--kills", default=10, show_default=True, help="kill -9 restarts in the kill9 scenario.")
+@click.option("--sigterms", default=3, show_default=True, help="Graceful restarts in the sigterm scenario.")
+@click.option("--scenarios", default="all", show_default=True, help="Comma list; the reference always runs.")
+@click.option("--settle", default=5.0, show_default=True, help="Seconds for end-of-input clock ticks to fire.")
+@click.option("--now", default=None, help="The pinned wall clock, ISO 8601 (default: the start, to the second).")
+@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), help="Worker logs and data.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the full result.")
+@click.option("--keep", is_flag=True, help="Keep the run dir (always kept when the verdict is not PASS).")
+def verify(json_path: Path | None, scenarios: str, **options: object) -> None:
+    """Consistency: the same input under kills, restarts and rebalances must give the reference's output."""
+    from pipeline.verify import VerifyConfig, run_verify, select_scenarios
+
+    try:
+        names = select_scenarios(scenarios)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--scenarios") from exc
+    config = VerifyConfig(scenarios=names, **options)  # type: ignore[arg-type]
+    result = run_verify(config, Settings.from_env(), echo=click.echo)
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_bytes(result.to_json())
+    sys.exit(0 if result.ok else 1)
 
 
 @main.group()

@@ -36,9 +36,14 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(data, default=str).decode()
 
 
+def level_name(level: str) -> str:
+    """``LIFECYCLE_LOG_LEVEL`` (``warn``, ``info``, ...) as the name ``logging`` knows."""
+    return {"warn": "WARNING", "crit": "CRITICAL"}.get(level.lower(), level.upper())
+
+
 def logging_config(level: str) -> dict[str, Any]:
     """A ``logging.config.dictConfig`` for workers and connectors."""
-    lvl = {"warn": "WARNING", "crit": "CRITICAL"}.get(level.lower(), level.upper())
+    lvl = level_name(level)
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -47,3 +52,13 @@ def logging_config(level: str) -> dict[str, Any]:
                                  "stream": "ext://sys.stderr", "level": lvl}},
         "root": {"level": lvl, "handlers": ["default"]},
     }
+
+
+def restore_root_level(level: str) -> None:
+    """Put the root logger back at the configured level.
+
+    Faust's Worker lowers it to DEBUG so that its terminal spinner sees every record;
+    then every aiokafka and Faust ``log.debug`` call on the hot path builds a record
+    only for the handler to drop it.
+    """
+    logging.getLogger().setLevel(level_name(level))

@@ -5,11 +5,16 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from pipeline.broker import EmbeddedBroker
 from pipeline.settings import Settings
 from pipeline.topics import ensure_topics
 from schemas import topics as T
+
+if TYPE_CHECKING:
+    import faust
+    from faust.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -35,16 +40,24 @@ def create_topics(settings: Settings) -> list[str]:
     return created
 
 
-def run_worker(settings: Settings) -> None:
-    """Run one Faust worker until SIGTERM/SIGINT (blocking)."""
+def make_worker(app: faust.App, log_level: str) -> Worker:
+    """Faust's Worker with our JSON logging, the root logger left at ``log_level``."""
     from faust.worker import Worker
 
+    from pipeline.logs import logging_config, restore_root_level
+
+    class LevelKeepingWorker(Worker):
+        def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+            super().on_setup_root_logger(logger, level)  # the spinner; sets the root to DEBUG
+            restore_root_level(log_level)
+
+    return LevelKeepingWorker(app, loglevel=log_level, quiet=True, logging_config=logging_config(log_level))
+
+
+def run_worker(settings: Settings) -> None:
+    """Run one Faust worker until SIGTERM/SIGINT (blocking)."""
     from pipeline.app import LifecyclePipeline
 
     pipeline = LifecyclePipeline(settings)
     create_topics(settings)
-    from pipeline.logs import logging_config
-
-    worker = Worker(pipeline.app, loglevel=settings.log_level, quiet=True,
-                    logging_config=logging_config(settings.log_level))
-    worker.execute_from_commandline()
+    make_worker(pipeline.app, settings.log_level).execute_from_commandline()

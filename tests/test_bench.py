@@ -1,0 +1,25 @@
+import os
+
+from pipeline.bench import Rate, cpu_seconds, encode, peak_rss_mib, sample
+from schemas import topics as T
+
+
+def test_rate_per_record_figures():
+    rate = Rate(records=2_000, seconds=4.0, cpu_seconds=1.0, peak_rss_mib=100.0)
+    assert rate.per_second == 500
+    assert rate.cpu_us_per_record == 500
+    assert rate.describe() == "500 events/s (2,000 in 4.00s), CPU 500 µs/record, peak RSS 100 MiB"
+
+
+def test_process_figures_come_from_proc():
+    before = cpu_seconds(os.getpid())
+    sum(i * i for i in range(2_000_000))  # some CPU
+    assert cpu_seconds(os.getpid()) > before
+    assert peak_rss_mib(os.getpid()) > 10
+
+
+def test_records_option_grows_the_sample_and_cuts_it_exactly():
+    records, accounts = sample(accounts=2, seed=11, records=500)
+    assert len(records) == 500 and accounts > 2
+    topic, key, value = encode(records[:1])[0]
+    assert topic == T.RAW[records[0].source] and key == records[0].event_id.encode() and value == records[0].to_json()
