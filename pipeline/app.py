@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 import logging
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -57,8 +58,9 @@ from schemas.transitions import StageTransition
 
 log = logging.getLogger(__name__)
 BATCH_MAX = 500  # messages per account-topic batch
-RELEASE_INTERVAL = 0.1  # seconds: the most a released event waits for its batch to fill
-QUEUE_MAX = 20_000  # events queued per raw partition before its fetching pauses
+RELEASE_INTERVAL = 0.1  # seconds: how often a part-filled batch is sent once input pauses
+BATCH_WAIT_MAX = 1.0  # seconds: the most a released event waits for its batch while input flows
+QUEUE_MAX = 2_000  # records queued per raw partition before its fetching pauses
 
 
 def faust_config(settings: Settings) -> dict[str, Any]:
@@ -136,6 +138,9 @@ class LifecyclePipeline:
         self._outbox_done: list[_Pending] = []
         self._paused: set[TP] = set()
         self._announced = False                  # "caught up" sent since the last new record
+        self._pushed_since_tick = False
+        self._outbox_since = time.monotonic()     # when the oldest unsent released message was queued
+        self._sends: list[tuple[Any, str, Any]] = []  # identity facts and dead letters found while releasing
         self._clock_sent: set[int] = set()        # partitions with a self-clock in flight
         self._release_lock = asyncio.Lock()
         # ---- accounts: one state machine per owned partition --------------------------------
@@ -178,11 +183,12 @@ class LifecyclePipeline:
     def dead_letter(self, *, stage: str, reason: str, detail: str, original: bytes | str,
                     source_topic: str | None = None, source: str | None = None,
                     vendor: str | None = None, origin_ref: str = "") -> None:
+        """Queue a dead letter; it is sent with the next batch, before the record is acknowledged."""
         record = DeadLetter.build(stage=stage, reason=reason, detail=detail, original=original,
                                   failed_at=self.wall(), source_topic=source_topic, source=source,
                                   vendor=vendor, origin_ref=origin_ref)
-        metrics.DEAD_LETTERS.labels(stage, reason).inc()
-        self.dead_letter_topic.send_soon(key=record.dead_letter_id, value=record, force=True)
+        metrics.child(metrics.DEAD_LETTERS, stage, reason).inc()
+        self._sends.append((self.dead_letter_topic, record.dead_letter_id, record))
 
     async def _on_revoked(self, sender: Any, revoked: set[TP], **kwargs: Any) -> None:
         """Before partitions move: send and commit what was released, drop what was only queued
@@ -233,6 +239,7 @@ class LifecyclePipeline:
                     self.merge.push(tp, Item(first, (parsed, _Pending(event))))
                     self._next_offset[tp] = message.offset + 1
                     self._announced = False
+                    self._pushed_since_tick = True
                     await self._release_all(flush_at=BATCH_MAX)
                     self._flow_control(tp)
         except BaseException as exc:
@@ -283,8 +290,11 @@ class LifecyclePipeline:
         return taken
 
     async def _flush_outbox(self) -> None:
-        outbox, done = self._outbox, self._outbox_done
-        self._outbox, self._outbox_done = [], []
+        outbox, done, sends = self._outbox, self._outbox_done, self._sends
+        self._outbox, self._outbox_done, self._sends = [], [], []
+        self._outbox_since = time.monotonic()
+        for topic, key, value in sends:
+            await topic.send(key=key, value=value, force=True)
         if outbox:
             await self.route(outbox)
         for pending in done:
@@ -307,7 +317,11 @@ class LifecyclePipeline:
         if not self.started:
             return
         async with self._release_lock:
-            await self._release_all(flush_at=0)
+            # While records keep coming, batches fill to BATCH_MAX (each account is then written
+            # once per full batch); a part-filled one goes once input pauses or it grew old.
+            flowing = self._pushed_since_tick and time.monotonic() - self._outbox_since < BATCH_WAIT_MAX
+            self._pushed_since_tick = False
+            await self._release_all(flush_at=BATCH_MAX if flowing else 0)
             for tp in list(self._paused):
                 self._flow_control(tp)
 
@@ -358,7 +372,7 @@ class LifecyclePipeline:
         try:
             raw = RawRecord.model_validate_json(value)
         except ValidationError as exc:
-            metrics.EVENTS_INGESTED.labels(topic.rsplit(".", 1)[-1], "dead_letter").inc()
+            metrics.child(metrics.EVENTS_INGESTED, topic.rsplit(".", 1)[-1], "dead_letter").inc()
             self.dead_letter(stage="decode", reason="invalid_envelope", detail=_short(exc),
                                    original=value, source_topic=topic, origin_ref=origin)
             return []
@@ -366,25 +380,25 @@ class LifecyclePipeline:
         try:
             canonical = parse_raw(raw)
         except ParseError as exc:
-            metrics.EVENTS_INGESTED.labels(raw.source.value, "dead_letter").inc()
+            metrics.child(metrics.EVENTS_INGESTED, raw.source.value, "dead_letter").inc()
             self.dead_letter(stage="parse", reason=exc.reason, detail=exc.detail, origin_ref=origin, **where)
             return []
         except Exception as exc:  # a parser bug must not stop the stream
             log.exception("parser %s failed on %s", raw.vendor, raw.event_id,
                           extra={"event_id": raw.event_id, "vendor": raw.vendor, "topic": topic})
-            metrics.EVENTS_INGESTED.labels(raw.source.value, "dead_letter").inc()
+            metrics.child(metrics.EVENTS_INGESTED, raw.source.value, "dead_letter").inc()
             self.dead_letter(stage="parse", reason="parser_error", detail=f"{type(exc).__name__}: {exc}",
                                    origin_ref=origin, **where)
             return []
         if not self.settings.accept_test_mode and any(e.attributes.get("livemode") is False for e in canonical):
-            metrics.EVENTS_INGESTED.labels(raw.source.value, "dead_letter").inc()
+            metrics.child(metrics.EVENTS_INGESTED, raw.source.value, "dead_letter").inc()
             self.dead_letter(stage="parse", reason="test_mode", origin_ref=origin,
                                    detail="test-mode event (livemode=false); set LIFECYCLE_ACCEPT_TEST_MODE=1 to accept",
                                    **where)
             return []
-        metrics.EVENTS_INGESTED.labels(raw.source.value, "accepted").inc()
+        metrics.child(metrics.EVENTS_INGESTED, raw.source.value, "accepted").inc()
         for ev in canonical:
-            metrics.CANONICAL_EVENTS.labels(ev.kind).inc()
+            metrics.child(metrics.CANONICAL_EVENTS, ev.kind).inc()
         return canonical
 
     def _resolve(self, ev: LifecycleEvent, pending: _Pending) -> list[AccountMessage]:
@@ -399,10 +413,10 @@ class LifecyclePipeline:
                              origin_ref=f"{message.topic}/{message.partition}/{message.offset}#{ev.event_id}")
             return []
         for decision in resolution.decisions:
-            self.identity_topic.send_soon(key=decision.identifier, value=decision.to_json(), force=True)
+            self._sends.append((self.identity_topic, decision.identifier, decision.to_json()))
         messages = []
         for merge in resolution.merges:
-            self.identity_topic.send_soon(key=merge.from_account, value=merge.to_json(), force=True)
+            self._sends.append((self.identity_topic, merge.from_account, merge.to_json()))
             messages.append(AccountMessage(type="merge_out", account_id=merge.from_account, merge=merge))
             messages.append(AccountMessage(type="merge_wait", account_id=merge.into_account, merge=merge))
         ev.account_id = resolution.account_id
@@ -439,26 +453,26 @@ class LifecyclePipeline:
         logic.load(self.progress.get(str(partition)),
                    ((account, due) for account, due in self.deadlines.items()
                     if self.partition_of(account) == partition))
-        metrics.TABLE_KEYS.labels("accounts").set(len(self.accounts))
-        metrics.TABLE_KEYS.labels("deadlines").set(len(self.deadlines))
+        metrics.child(metrics.TABLE_KEYS, "accounts").set(len(self.accounts))
+        metrics.child(metrics.TABLE_KEYS, "deadlines").set(len(self.deadlines))
         return logic
 
     async def _publish(self, emitted: Emitted) -> None:
         key, out, msg = emitted.account_id, emitted.outputs, emitted.message
         if out.outcome is not None:
-            metrics.ENGINE_OUTCOMES.labels(out.outcome.value).inc()
+            metrics.child(metrics.ENGINE_OUTCOMES, out.outcome.value).inc()
         for tr in out.transitions:
-            metrics.TRANSITIONS.labels(tr.from_stage or "none", tr.to_stage).inc()
+            metrics.child(metrics.TRANSITIONS, tr.from_stage or "none", tr.to_stage).inc()
             if tr.from_stage and tr.time_in_previous_stage_seconds is not None and not tr.inferred:
-                metrics.TIME_IN_STAGE.labels(tr.from_stage).observe(tr.time_in_previous_stage_seconds)
+                metrics.child(metrics.TIME_IN_STAGE, tr.from_stage).observe(tr.time_in_previous_stage_seconds)
             if msg.event is not None:
                 metrics.PROCESSING_LATENCY.observe(max(0.0, (tr.emitted_at - msg.event.ingested_at).total_seconds()))
             await self.transitions_topic.send(key=key, value=tr, force=True)
         for ho in out.handoffs:
-            metrics.HANDOFFS.labels(ho.from_team or "none", ho.to_team, ho.status.value).inc()
+            metrics.child(metrics.HANDOFFS, ho.from_team or "none", ho.to_team, ho.status.value).inc()
             await self.handoffs_topic.send(key=key, value=ho, force=True)
         for br in out.breaches:
-            metrics.SLA_BREACHES.labels(br.sla_id, br.severity, br.status.value).inc()
+            metrics.child(metrics.SLA_BREACHES, br.sla_id, br.severity, br.status.value).inc()
             if br.status is SlaBreachStatus.BREACHED and msg.type in ("tick", "clock"):
                 metrics.SLA_DETECTION_DELAY.observe(max(0.0, (br.emitted_at - br.deadline).total_seconds()))
             await self.breaches_topic.send(key=key, value=br, force=True)

@@ -7,6 +7,9 @@ never an account id, event id or email as a label.
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 disable_created_metrics()  # the *_created series double the scrape size and no dashboard uses them
@@ -65,3 +68,10 @@ CONNECTOR_UP = Gauge(
     "lifecycle_connector_up", "1 while a connector is running and healthy", ["vendor", "transport"], registry=REGISTRY)
 WORKER_READY = Gauge(
     "lifecycle_worker_ready", "1 once table recovery finished and the worker processes events", registry=REGISTRY)
+
+
+@functools.lru_cache(maxsize=4096)
+def child(metric: Any, *labels: str) -> Any:
+    """A metric's labelled child, bound once: ``labels()`` costs more than the increment on
+    the hot path. Labels here are bounded sets (never an account id), so the cache is too."""
+    return metric.labels(*labels)

@@ -21,6 +21,7 @@ writes back what it returns. Everything that decides an output lives here:
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -42,23 +43,24 @@ class Progress:
     blocked: list[str] = field(default_factory=list)   # accounts awaiting a merge's journal
     # While any account waits, every clock reading is logged (one key each, see reading_key)
     # so the waiting accounts can replay them in place once their journal is in.
-    log_start: int = 0
     log_len: int = 0
+    log_chunks: list[int] = field(default_factory=list)  # first index of each stored chunk
 
     def to_dict(self) -> dict:
         return {"watermark": self.watermark, "last_seq": self.last_seq, "forwarded": self.forwarded,
-                "blocked": self.blocked, "log_start": self.log_start, "log_len": self.log_len}
+                "blocked": self.blocked, "log_len": self.log_len, "log_chunks": self.log_chunks}
 
     @classmethod
     def from_dict(cls, value: Mapping | None) -> Progress:
         if not value:
             return cls()
         return cls(value.get("watermark"), dict(value.get("last_seq") or {}), int(value.get("forwarded") or 0),
-                   list(value.get("blocked") or []), int(value.get("log_start") or 0), int(value.get("log_len") or 0))
+                   list(value.get("blocked") or []), int(value.get("log_len") or 0), list(value.get("log_chunks") or []))
 
 
-def reading_key(partition: int, index: int) -> str:
-    return f"{partition}|clock|{index}"
+def reading_key(partition: int, first: int) -> str:
+    """One stored chunk of the clock log: the readings of one batch, from index ``first``."""
+    return f"{partition}|clock|{first}"
 
 
 @dataclass
@@ -75,7 +77,7 @@ class BatchResult:
     states: dict[str, AccountState] = field(default_factory=dict)
     journals: dict[str, LifecycleEvent | None] = field(default_factory=dict)  # journal slots
     deadlines: dict[str, float | None] = field(default_factory=dict)
-    readings: dict[str, float | None] = field(default_factory=dict)  # the clock log (progress table)
+    readings: dict[str, list[float] | None] = field(default_factory=dict)  # clock-log chunks (progress table)
     skipped: int = 0
 
 
@@ -103,7 +105,7 @@ class PartitionLogic:
 
     def process(self, messages: Iterable[AccountMessage], accounts: Mapping[str, AccountState | None],
                 journals: Mapping[str, LifecycleEvent | None], deadlines: Mapping[str, float | None],
-                readings: Mapping[str, float | None] | None = None) -> BatchResult:
+                readings: Mapping[str, list[float] | None] | None = None) -> BatchResult:
         run = _Batch(self, accounts, journals, deadlines, readings or {})
         for message in messages:
             if message.seq is not None and message.origin is not None:
@@ -120,6 +122,7 @@ class PartitionLogic:
             if message.type == "event" and message.event is not None:
                 run.advance(message.event.occurred_at)
             run.deliver(message.account_id, message)
+        run.store_readings()
         return run.result
 
     def clock_due(self, now: datetime) -> bool:
@@ -139,6 +142,9 @@ class _Batch:
                  readings: Mapping) -> None:
         self.owner = owner
         self._readings = readings
+        self._new_readings: list[float] = []          # this batch's part of the clock log
+        self._new_from = owner.progress.log_len
+        self._log: tuple[int, list[float]] | None = None
         self.logic = owner.logic
         self._accounts = accounts
         self._journals = journals
@@ -175,8 +181,10 @@ class _Batch:
         # An account awaiting a merge must see every clock reading, in place: once its journal
         # is in, each fires what the merged state has due by then, as an unblocked one would.
         if progress.blocked:
-            self.result.readings[reading_key(self.owner.partition, progress.log_len)] = ts
+            self._new_readings.append(ts)
             progress.log_len += 1
+            if self._log is not None:
+                self._log[1].append(ts)
         while heap and heap[0][0] <= ts:
             due, account_id = heapq.heappop(heap)
             if self.deadline(account_id) != due:
@@ -234,47 +242,77 @@ class _Batch:
                 state.early_merges[merge_key(message)] = message.journal
 
     def merge_in(self, state: AccountState, journal: list, message: AccountMessage) -> None:
-        held = state.held
-        if state.awaiting_merge is not None:
-            held = self.with_readings(state)
+        """Apply the absorbed account's journal, then what waited: each held message in
+        order, and between them the clock readings that came meanwhile. A reading is
+        delivered where it would have fired something had the account not waited: the
+        first reading at or past the account's next deadline, as the heap does live."""
+        account_id = state.account_id
+        waited = state.awaiting_merge is not None
+        held = list(zip(state.held, state.held_at))
+        index = state.blocked_at
+        if waited:
             state.awaiting_merge = None
-            self.owner.progress.blocked.remove(state.account_id)
-            self.truncate_log()
+            self.owner.progress.blocked.remove(account_id)
         state.held, state.held_at = [], []
         self.emit(state, self.logic.on_merge_in(state, journal), message)
-        for i, queued in enumerate(held):
-            current = self.state(state.account_id)  # a held merge_out replaces the state
-            if current.awaiting_merge is not None:  # a further merge began: keep the rest waiting
-                current.held.extend(held[i:])
-                current.held_at.extend([self.owner.progress.log_len] * (len(held) - i))
+        end = self.owner.progress.log_len
+        for i, (queued, held_at) in enumerate([*held, (None, end)]):
+            current = self.state(account_id)  # a held merge_out replaces the state
+            if waited:
+                index = self.replay_readings(current, index, held_at)
+            if current.awaiting_merge is not None:  # a further merge began: the rest waits again
+                current.blocked_at = index
+                current.held = [m for m, _ in held[i:]]
+                current.held_at = [at for _, at in held[i:]]
                 return
-            self.apply(current, queued)
+            if queued is not None:
+                self.apply(current, queued)
+        if waited:  # (a merge applied at once, inside another's replay, must leave the log alone)
+            self.truncate_log()
 
-    def with_readings(self, state: AccountState) -> list[AccountMessage]:
-        """The held messages with the clock readings logged since the wait began, in order."""
-        progress, partition = self.owner.progress, self.owner.partition
-        out: list[AccountMessage] = []
-        index = state.blocked_at
-        for message, held_at in [*zip(state.held, state.held_at), (None, progress.log_len)]:
-            for i in range(index, held_at):
-                key = reading_key(partition, i)
-                ts = self.result.readings[key] if key in self.result.readings else self._readings.get(key)
-                if ts is not None:
-                    out.append(AccountMessage(type="tick", account_id=state.account_id,
-                                              now=datetime.fromtimestamp(ts, timezone.utc)))
-            index = max(index, held_at)
-            if message is not None:
-                out.append(message)
-        return out
+    def replay_readings(self, state: AccountState, index: int, until: int) -> int:
+        """Deliver the readings ``index .. until-1`` that fire something; returns ``until``."""
+        base, readings = self.log()
+        while index < until and not state.merged_into and state.awaiting_merge is None:
+            due = self.logic.notify_at(state)
+            if due is None:
+                break
+            index = base + bisect.bisect_left(readings, due.timestamp(), index - base, until - base)
+            if index >= until:
+                break
+            self.apply(state, AccountMessage(type="tick", account_id=state.account_id,
+                                             now=datetime.fromtimestamp(readings[index - base], timezone.utc)))
+            index += 1
+            if self.logic.notify_at(state) == due:  # as live: a tick that moves nothing is not repeated
+                break
+        return max(index, until)
+
+    def log(self) -> tuple[int, list[float]]:
+        """The kept clock log (stored chunks, then this batch's) and the index of its first
+        reading; loaded once per batch."""
+        if self._log is None:
+            progress, partition = self.owner.progress, self.owner.partition
+            log: list[float] = []
+            for first in progress.log_chunks:
+                log.extend(self._readings.get(reading_key(partition, first)) or ())
+            base = progress.log_chunks[0] if progress.log_chunks else self._new_from
+            self._log = (base, log + self._new_readings)
+        return self._log
 
     def truncate_log(self) -> None:
         """No account waits any more: the logged readings are not needed."""
         progress = self.owner.progress
         if progress.blocked:
             return
-        for i in range(progress.log_start, progress.log_len):
-            self.result.readings[reading_key(self.owner.partition, i)] = None
-        progress.log_start = progress.log_len
+        for first in progress.log_chunks:
+            self.result.readings[reading_key(self.owner.partition, first)] = None
+        progress.log_chunks = []
+        self._new_readings, self._new_from, self._log = [], progress.log_len, None
+
+    def store_readings(self) -> None:
+        if self._new_readings:
+            self.result.readings[reading_key(self.owner.partition, self._new_from)] = self._new_readings
+            self.owner.progress.log_chunks.append(self._new_from)
 
     def emit(self, state: AccountState, out: Outputs, message: AccountMessage) -> None:
         for event in out.journal:
