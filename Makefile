@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench install clean lint
+.PHONY: demo test bench consistency install clean lint
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -22,6 +22,11 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/lifecycle bench
+
+# The full consistency run (issue 8): every scenario, 300 accounts, 10 kill -9s. CI runs a short
+# version as tests/integration/test_consistency.py.
+consistency: $(STAMP)
+	$(BIN)/lifecycle verify --json lifecycle-data/verify/result.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache lifecycle-data

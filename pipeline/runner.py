@@ -26,6 +26,14 @@ from schemas.events import RawRecord
 
 M = TypeVar("M", bound=BaseModel)
 
+# Read-only consumers (reads, end offsets, lag) fetch big: Tansu can hand back a partial batch
+# that a 1 MiB per-partition limit (kafka-python's default) never gets past, so a read of a
+# changelog with large values (account states reach hundreds of KiB) stalled part-way and came
+# back short. They skip CRC checks too: without the optional crc32c extension kafka-python
+# computes them in pure Python, about 1 MB/s, which made reading a changelog take minutes.
+READ_FETCH = {"max_partition_fetch_bytes": 32 * 1024 * 1024, "fetch_max_bytes": 64 * 1024 * 1024,
+              "check_crcs": False}
+
 
 class WorkerProcess:
     """``lifecycle worker`` as a child process; ready when /readyz says so."""
@@ -151,7 +159,7 @@ def true_end_offsets(consumer: KafkaConsumer, tps: Sequence[TopicPartition]) -> 
 
 
 def topic_end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, **READ_FETCH)
     try:
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         return true_end_offsets(consumer, tps)
@@ -159,9 +167,19 @@ def topic_end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
         consumer.close()
 
 
+def topics_end_offsets(bootstrap: str, topics: Sequence[str]) -> dict[TopicPartition, int]:
+    """The true end of every partition of several topics, with one consumer (cheap to poll for quiet)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, **READ_FETCH)
+    try:
+        tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+        return true_end_offsets(consumer, tps)
+    finally:
+        consumer.close()
+
+
 def read_topic(bootstrap: str, topic: str, model: type[M] | None = None, timeout: float = 2.0) -> list:
     """Everything on a topic right now, from the beginning, without a consumer group."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, **READ_FETCH,
                              auto_offset_reset="earliest", consumer_timeout_ms=int(timeout * 1000))
     parts = consumer.partitions_for_topic(topic) or set()
     tps = [TopicPartition(topic, p) for p in sorted(parts)]
@@ -188,7 +206,7 @@ def read_topic(bootstrap: str, topic: str, model: type[M] | None = None, timeout
 def group_lag(bootstrap: str, group: str, topics: Sequence[str]) -> int:
     """Messages on ``topics`` not yet committed by ``group`` (-1 if the group has no commits yet)."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, **READ_FETCH)
     try:
         tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
         end = true_end_offsets(consumer, tps)
@@ -240,11 +258,11 @@ def consumed_topics() -> list[str]:
 
 
 
-def table_snapshot(bootstrap: str, app_id: str, table: str) -> dict[str, bytes]:
+def table_snapshot(bootstrap: str, app_id: str, table: str, timeout: float = 2.0) -> dict[str, bytes]:
     """A table's current content, rebuilt from its changelog topic (last value per key wins,
     tombstones delete): what a recovering worker would load, readable without one."""
     state: dict[str, bytes] = {}
-    for m in read_topic(bootstrap, f"{app_id}-{table}-changelog"):
+    for m in read_topic(bootstrap, f"{app_id}-{table}-changelog", timeout=timeout):
         key = m.key.decode()
         if m.value is None:
             state.pop(key, None)

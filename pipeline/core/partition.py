@@ -253,7 +253,7 @@ class _Batch:
         if waited:
             state.awaiting_merge = None
             self.owner.progress.blocked.remove(account_id)
-        state.held, state.held_at = [], []
+        state.held, state.held_at, state.blocked_at = [], [], 0  # log positions depend on other accounts
         self.emit(state, self.logic.on_merge_in(state, journal), message)
         end = self.owner.progress.log_len
         for i, (queued, held_at) in enumerate([*held, (None, end)]):
