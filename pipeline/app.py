@@ -40,6 +40,7 @@ from pydantic import ValidationError
 from connectors.base import ParseError, parse_raw
 from pipeline import metrics
 from pipeline.codecs import ORJSON, STR, codec_for
+from pipeline.compat import patch_faust_end_offsets
 from pipeline.core.account import AccountLogic
 from pipeline.core.identity import IdentityResolver, UnresolvableEvent
 from pipeline.core.merge import Item, SourceMerge
@@ -60,7 +61,6 @@ log = logging.getLogger(__name__)
 BATCH_MAX = 500  # messages per account-topic batch
 RELEASE_INTERVAL = 0.1  # seconds: how often a part-filled batch is sent once input pauses
 BATCH_WAIT_MAX = 1.0  # seconds: the most a released event waits for its batch while input flows
-QUEUE_MAX = 2_000  # records queued per raw partition before its fetching pauses
 
 
 def faust_config(settings: Settings) -> dict[str, Any]:
@@ -99,6 +99,7 @@ class LifecyclePipeline:
         self.wall = _wall_clock(settings.frozen_now)
         self.logic = AccountLogic(self.journey, clock=self.wall)
         (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
+        patch_faust_end_offsets()
         self.app = _App(settings.app_id, **faust_config(settings))
         self.app.webserver_hooks.append(self._mount_read_model)
         app = self.app
@@ -133,10 +134,8 @@ class LifecyclePipeline:
         self.merge: SourceMerge[TP, tuple[list[LifecycleEvent], _Pending]] = SourceMerge(
             order=lambda tp: (tp.topic, tp.partition))
         self._next_offset: dict[TP, int] = {}     # next raw offset the merge expects, per partition
-        self._resync: dict[TP, int] = {}          # after a revocation: the offset to resume at
         self._outbox: list[AccountMessage] = []
         self._outbox_done: list[_Pending] = []
-        self._paused: set[TP] = set()
         self._announced = False                  # "caught up" sent since the last new record
         self._pushed_since_tick = False
         self._outbox_since = time.monotonic()     # when the oldest unsent released message was queued
@@ -191,24 +190,25 @@ class LifecyclePipeline:
         self._sends.append((self.dead_letter_topic, record.dead_letter_id, record))
 
     async def _on_revoked(self, sender: Any, revoked: set[TP], **kwargs: Any) -> None:
-        """Before partitions move: send and commit what was released, drop what was only queued
-        (the next owner, maybe this worker again, re-reads it from the committed offset)."""
+        """Before partitions may move: send and commit everything released, so the committed
+        offsets are exactly what the identity state has seen (the next owner recovers to them)."""
         raw = {tp for tp in revoked if tp.topic in T.RAW.values()}
         if raw:
             async with self._release_lock:
                 await self._flush_outbox()
                 await self.app.consumer.commit()
-                for tp in raw:
-                    self.merge.drop_partition(tp)
-                    self._next_offset.pop(tp, None)
-                    committed = self.app.consumer._committed_offset.get(tp)
-                    self._resync[tp] = committed or 0
-                self._paused -= raw
         for tp in revoked:
             if tp.topic == T.ACCOUNT_EVENTS:
                 self.partitions.pop(tp.partition, None)
 
     async def _on_assigned(self, sender: Any, assigned: set[TP], **kwargs: Any) -> None:
+        """Raw partitions that moved away: forget what was queued (the new owner re-reads it from
+        the committed offset). Kept ones keep their queue; records Faust delivers again after
+        seeking back to the commit are skipped as already queued."""
+        for tp in self.merge.partitions():
+            if tp not in assigned:
+                self.merge.drop_partition(tp)
+                self._next_offset.pop(tp, None)
         for tp in assigned:
             if tp.topic in T.RAW.values():
                 self.merge.add_partition(tp)
@@ -225,11 +225,8 @@ class LifecyclePipeline:
             async for event in stream.noack().events():
                 message = event.message
                 tp = TP(message.topic, message.partition)
-                resume = self._resync.get(tp)
-                if resume is not None:
-                    if message.offset != resume:
-                        continue  # fetched before the seek back to the committed offset
-                    del self._resync[tp]
+                if message.offset < self._next_offset.get(tp, 0):
+                    continue  # delivered again after a rebalance: already in the merge
                 parsed = await self._parse(event)
                 async with self._release_lock:
                     # A record is one unit of the merge (at its oldest event's time): its events
@@ -241,7 +238,6 @@ class LifecyclePipeline:
                     self._announced = False
                     self._pushed_since_tick = True
                     await self._release_all(flush_at=BATCH_MAX)
-                    self._flow_control(tp)
         except BaseException as exc:
             self._note_failure(exc)
             raise
@@ -253,8 +249,13 @@ class LifecyclePipeline:
             return False
         position = self._next_offset.get(tp)
         if position is None:
-            position = self.app.consumer._committed_offset.get(tp) or 0
+            position = self._committed(tp)
         return position >= highwater
+
+    def _committed(self, tp: TP) -> int:
+        """Where consumption of ``tp`` resumes: the committed offset (Kafka says -1 for none)."""
+        committed = self.app.consumer._committed_offset.get(tp)
+        return committed if committed is not None and committed > 0 else 0
 
     async def _release_all(self, flush_at: int) -> None:
         """Release in slices of a batch, sending each full one, so a partition that becomes
@@ -300,17 +301,6 @@ class LifecyclePipeline:
         for pending in done:
             pending.done()
 
-    def _flow_control(self, tp: TP) -> None:
-        """Pause a partition whose queue runs far ahead of the others (bounded memory)."""
-        queued = self.merge.queued(tp)
-        if queued >= QUEUE_MAX and tp not in self._paused:
-            self.app.consumer.pause_partitions({tp})
-            self._paused.add(tp)
-        for paused in list(self._paused):
-            if self.merge.queued(paused) < QUEUE_MAX // 2:
-                self.app.consumer.resume_partitions({paused})
-                self._paused.discard(paused)
-
     async def _ingest_timer(self) -> None:
         """Release what became decidable without a new record (a partition reached its end)
         and send a batch that has waited long enough."""
@@ -322,8 +312,6 @@ class LifecyclePipeline:
             flowing = self._pushed_since_tick and time.monotonic() - self._outbox_since < BATCH_WAIT_MAX
             self._pushed_since_tick = False
             await self._release_all(flush_at=BATCH_MAX if flowing else 0)
-            for tp in list(self._paused):
-                self._flow_control(tp)
 
     async def _clock_timer(self) -> None:
         """The wall clock moves the SLA clock only once every input is caught up, never during

@@ -21,6 +21,7 @@ timer) name their source with :func:`source_position`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import logging
@@ -52,31 +53,37 @@ def source_position(topic: str, partition: int, offset: int) -> Iterator[None]:
 
 
 class CommittedOffsets:
-    """The group's committed offsets, asked of the broker (OffsetFetch, no group join)."""
+    """The group's committed offsets, asked of the broker with an admin OffsetFetch: a
+    consumer with the group's id would join the group and set off a rebalance."""
 
     def __init__(self, app: faust.App) -> None:
         self.app = app
-        self._consumer: Any = None
+        self._admin: Any = None
+        self._lock = asyncio.Lock()  # every table recovers at once; one client, started once
 
     async def get(self, tps: Iterable[TP]) -> dict[TP, int]:
-        from aiokafka import AIOKafkaConsumer
+        from aiokafka.admin import AIOKafkaAdminClient
         from aiokafka.structs import TopicPartition
 
-        if self._consumer is None:
-            servers = [u.netloc for u in self.app.conf.broker]
-            self._consumer = AIOKafkaConsumer(bootstrap_servers=servers, group_id=self.app.conf.id,
-                                              enable_auto_commit=False)
-            await self._consumer.start()
-        out: dict[TP, int] = {}
-        for tp in tps:
-            committed = await self._consumer.committed(TopicPartition(tp.topic, tp.partition))
-            out[tp] = committed if committed is not None and committed >= 0 else 0
-        return out
+        async with self._lock:
+            if self._admin is None:
+                servers = [f"{url.host}:{url.port or 9092}" for url in self.app.conf.broker]
+                admin = AIOKafkaAdminClient(bootstrap_servers=servers)
+                await admin.start()
+                self._admin = admin
+            wanted = [TopicPartition(tp.topic, tp.partition) for tp in tps]
+            found = await self._admin.list_consumer_group_offsets(self.app.conf.id, partitions=wanted)
+            out: dict[TP, int] = {}
+            for tp in tps:
+                meta = found.get(TopicPartition(tp.topic, tp.partition))
+                offset = meta.offset if meta is not None else -1
+                out[tp] = offset if offset is not None and offset > 0 else 0
+            return out
 
     async def close(self) -> None:
-        if self._consumer is not None:
-            await self._consumer.stop()
-            self._consumer = None
+        if self._admin is not None:
+            await self._admin.close()
+            self._admin = None
 
 
 class CheckpointedTable(faust.Table):
@@ -116,10 +123,15 @@ class CheckpointedTable(faust.Table):
         stash: list[EventT] = self.__dict__.pop("_stash", [])
         if stash:
             sources = {src for src in map(_source, stash) if src is not None}
-            committed = await self.committed.get({tp for tp, _ in sources})
+            try:
+                committed = await self.committed.get({tp for tp, _ in sources})
+            except Exception as exc:  # recovering without the cut would be silently wrong: stop
+                log.exception("table %s: cannot read committed offsets for recovery", self.name)
+                await self.app.crash(exc)
+                raise
             keep = [e for e in stash if _committed(_source(e), committed)]
             if len(keep) != len(stash):
-                log.info("table %s: skipped %d changelog records of uncommitted input",
+                log.warning("table %s: recovery skipped %d changelog records of uncommitted input",
                          self.name, len(stash) - len(keep))
             super().apply_changelog_batch(keep)
         await super().on_recovery_completed(active_tps, standby_tps)
