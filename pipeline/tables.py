@@ -80,11 +80,6 @@ class CommittedOffsets:
                 out[tp] = offset if offset is not None and offset > 0 else 0
             return out
 
-    async def close(self) -> None:
-        if self._admin is not None:
-            await self._admin.close()
-            self._admin = None
-
 
 class CheckpointedTable(faust.Table):
     """A ``faust.Table`` whose changelog records name their input, recovered up to the commit."""

@@ -53,20 +53,12 @@ class SourceMerge(Generic[P, T]):
     def partitions(self) -> list[P]:
         return list(self._queues)
 
-    def queued(self, partition: P) -> int:
-        queue = self._queues.get(partition)
-        return len(queue) if queue else 0
-
     def add_partition(self, partition: P) -> None:
         self._queues.setdefault(partition, deque())
 
     def drop_partition(self, partition: P) -> None:
         """Revoked: what was queued is re-read by the partition's next owner."""
         self._queues.pop(partition, None)
-
-    def clear(self) -> None:
-        for queue in self._queues.values():
-            queue.clear()
 
     def push(self, partition: P, item: Item[T]) -> None:
         self._queues.setdefault(partition, deque()).append(item)
