@@ -29,6 +29,17 @@ class ParseError(Exception):
         self.detail = detail
 
 
+class Ignored(Exception):
+    """A well-formed payload with no lifecycle meaning (a deletion, ``charge.succeeded``, a
+    property nobody maps): counted by vendor and type, never dead-lettered. The dead-letter
+    topic is for what a person must look at."""
+
+    def __init__(self, type_: str, detail: str = ""):
+        super().__init__(f"ignored {type_}: {detail}")
+        self.type = type_
+        self.detail = detail
+
+
 @runtime_checkable
 class SourceParser(Protocol):
     vendor: str

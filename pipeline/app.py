@@ -35,14 +35,13 @@ from typing import Any
 import faust
 from faust.types import TP
 from kafka.partitioner.default import murmur2
-from pydantic import ValidationError
 
-from connectors.base import ParseError, parse_raw
 from pipeline import metrics
 from pipeline.codecs import ORJSON, STR, codec_for
 from pipeline.compat import patch_faust_end_offsets
 from pipeline.core.account import AccountLogic
-from pipeline.core.identity import IdentityResolver, UnresolvableEvent
+from pipeline.core.identity import IdentityResolver
+from pipeline.ingest import parse_record, resolve_event
 from pipeline.core.merge import Item, SourceMerge
 from pipeline.core.partition import Emitted, PartitionLogic
 from pipeline.core.state import AccountState
@@ -52,7 +51,7 @@ from schemas import topics as T
 from schemas.accounts import AccountBatch, AccountMessage
 from pipeline.tables import CommittedOffsets, checkpointed_table, source_position
 from schemas.base import utcnow
-from schemas.events import DeadLetter, LifecycleEvent, RawRecord
+from schemas.events import DeadLetter, LifecycleEvent
 from schemas.handoffs import Handoff
 from schemas.sla import SlaBreach, SlaBreachStatus
 from schemas.transitions import StageTransition
@@ -186,7 +185,10 @@ class LifecyclePipeline:
         record = DeadLetter.build(stage=stage, reason=reason, detail=detail, original=original,
                                   failed_at=self.wall(), source_topic=source_topic, source=source,
                                   vendor=vendor, origin_ref=origin_ref)
-        metrics.child(metrics.DEAD_LETTERS, stage, reason).inc()
+        self._queue_dead_letter(record)
+
+    def _queue_dead_letter(self, record: DeadLetter) -> None:
+        metrics.child(metrics.DEAD_LETTERS, record.stage, record.reason).inc()
         self._sends.append((self.dead_letter_topic, record.dead_letter_id, record))
 
     async def _on_revoked(self, sender: Any, revoked: set[TP], **kwargs: Any) -> None:
@@ -352,64 +354,31 @@ class LifecyclePipeline:
                                               value=AccountBatch(messages=batch[start:start + BATCH_MAX]))
 
     async def _parse(self, event: Any) -> list[LifecycleEvent]:
-        """One raw record → its canonical events (stateless). Anything unusable is
-        dead-lettered here and yields nothing."""
-        value: bytes = event.value
-        topic = event.message.topic
-        origin = f"{topic}/{event.message.partition}/{event.message.offset}"
-        try:
-            raw = RawRecord.model_validate_json(value)
-        except ValidationError as exc:
-            metrics.child(metrics.EVENTS_INGESTED, topic.rsplit(".", 1)[-1], "dead_letter").inc()
-            self.dead_letter(stage="decode", reason="invalid_envelope", detail=_short(exc),
-                                   original=value, source_topic=topic, origin_ref=origin)
-            return []
-        where = dict(original=value, source_topic=topic, source=raw.source.value, vendor=raw.vendor)
-        try:
-            canonical = parse_raw(raw)
-        except ParseError as exc:
-            metrics.child(metrics.EVENTS_INGESTED, raw.source.value, "dead_letter").inc()
-            self.dead_letter(stage="parse", reason=exc.reason, detail=exc.detail, origin_ref=origin, **where)
-            return []
-        except Exception as exc:  # a parser bug must not stop the stream
-            log.exception("parser %s failed on %s", raw.vendor, raw.event_id,
-                          extra={"event_id": raw.event_id, "vendor": raw.vendor, "topic": topic})
-            metrics.child(metrics.EVENTS_INGESTED, raw.source.value, "dead_letter").inc()
-            self.dead_letter(stage="parse", reason="parser_error", detail=f"{type(exc).__name__}: {exc}",
-                                   origin_ref=origin, **where)
-            return []
-        if not self.settings.accept_test_mode and any(e.attributes.get("livemode") is False for e in canonical):
-            metrics.child(metrics.EVENTS_INGESTED, raw.source.value, "dead_letter").inc()
-            self.dead_letter(stage="parse", reason="test_mode", origin_ref=origin,
-                                   detail="test-mode event (livemode=false); set LIFECYCLE_ACCEPT_TEST_MODE=1 to accept",
-                                   **where)
-            return []
-        metrics.child(metrics.EVENTS_INGESTED, raw.source.value, "accepted").inc()
-        for ev in canonical:
+        """One raw record → its canonical events (stateless, ``pipeline.ingest``). Anything
+        unusable is queued as a dead letter and yields nothing."""
+        message = event.message
+        parsed = parse_record(event.value, message.topic, f"{message.topic}/{message.partition}/{message.offset}",
+                              now=self.wall(), accept_test_mode=self.settings.accept_test_mode)
+        metrics.child(metrics.EVENTS_INGESTED, parsed.source, parsed.outcome).inc()
+        if parsed.dead_letter is not None:
+            self._queue_dead_letter(parsed.dead_letter)
+        elif parsed.ignored is not None:
+            metrics.child(metrics.IGNORED, *parsed.ignored).inc()
+        for ev in parsed.events:
             metrics.child(metrics.CANONICAL_EVENTS, ev.kind).inc()
-        return canonical
+        return parsed.events
 
     def _resolve(self, ev: LifecycleEvent, pending: _Pending) -> list[AccountMessage]:
-        """Resolve an event to one account, in merged order (identity tables change here);
-        queue new identity facts; return what the account topic must get, in order."""
-        try:
-            resolution = self.resolver.resolve(ev)
-        except UnresolvableEvent as exc:
+        """Resolve an event in merged order (``pipeline.ingest``); queue its identity facts."""
+        resolved = resolve_event(self.resolver, ev)
+        if resolved.unresolvable is not None:
             message = pending.event.message
-            self.dead_letter(stage="resolve", reason="no_usable_identifier", detail=str(exc),
+            self.dead_letter(stage="resolve", reason="no_usable_identifier", detail=resolved.unresolvable,
                              original=pending.event.value, source_topic=message.topic, source=ev.source.value,
                              origin_ref=f"{message.topic}/{message.partition}/{message.offset}#{ev.event_id}")
-            return []
-        for decision in resolution.decisions:
-            self._sends.append((self.identity_topic, decision.identifier, decision.to_json()))
-        messages = []
-        for merge in resolution.merges:
-            self._sends.append((self.identity_topic, merge.from_account, merge.to_json()))
-            messages.append(AccountMessage(type="merge_out", account_id=merge.from_account, merge=merge))
-            messages.append(AccountMessage(type="merge_wait", account_id=merge.into_account, merge=merge))
-        ev.account_id = resolution.account_id
-        messages.append(AccountMessage(type="event", account_id=ev.account_id, event=ev))
-        return messages
+        for key, fact in resolved.facts:
+            self._sends.append((self.identity_topic, key, fact))
+        return resolved.messages
 
     # ---- accounts ----------------------------------------------------------------------
     async def _accounts(self, stream: faust.StreamT) -> None:
@@ -514,6 +483,3 @@ class _Pending:
     def done(self) -> None:
         self.event.ack()
 
-
-def _short(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}" for e in exc.errors()[:5])

@@ -25,6 +25,9 @@ EVENTS_INGESTED = Counter(
     ["source", "outcome"], registry=REGISTRY)
 CANONICAL_EVENTS = Counter(
     "lifecycle_canonical_events", "Canonical events produced by parsing, by kind", ["kind"], registry=REGISTRY)
+IGNORED = Counter(
+    "lifecycle_ignored", "Well-formed records with no lifecycle meaning, by vendor and type (not dead-lettered)",
+    ["vendor", "type"], registry=REGISTRY)
 DEAD_LETTERS = Counter(
     "lifecycle_dead_letters", "Records sent to the dead-letter topic, by step and reason",
     ["stage", "reason"], registry=REGISTRY)
