@@ -34,7 +34,7 @@ def worker() -> None:
 @click.option("--seed", default=7, show_default=True)
 def demo(accounts: int, seed: int) -> None:
     """Run the main job on the embedded broker with a generated sample and print a summary."""
-    from pipeline.demo import run_demo
+    from pipeline.drive.demo import run_demo
 
     run_demo(Settings.from_env(), accounts=accounts, seed=seed, echo=click.echo)
 
@@ -51,7 +51,7 @@ def demo(accounts: int, seed: int) -> None:
 def bench(accounts: int, records: int | None, seed: int, repeat: int, transports: int) -> None:
     """Measure raw consume→decode→produce, the real pipeline and a bare Faust agent on the same
     preloaded events, same broker; then each connector transport's throughput into Kafka."""
-    from pipeline.bench import BenchUsageError, run_bench
+    from pipeline.drive.bench import BenchUsageError, run_bench
 
     try:
         run_bench(Settings.from_env(), accounts=accounts, seed=seed, echo=click.echo, transports=transports,
@@ -73,7 +73,7 @@ def bench(accounts: int, records: int | None, seed: int, repeat: int, transports
 @click.option("--keep", is_flag=True, help="Keep the run dir (always kept when the verdict is not PASS).")
 def verify(json_path: Path | None, scenarios: str, **options: object) -> None:
     """Consistency: the same input under kills, restarts and rebalances must give the reference's output."""
-    from pipeline.verify import VerifyConfig, run_verify, select_scenarios
+    from pipeline.drive.verify import VerifyConfig, run_verify, select_scenarios
 
     try:
         names = select_scenarios(scenarios)
@@ -158,7 +158,7 @@ def identity_show(identifier: str, as_json: bool) -> None:
 
     from pipeline.core.identity import IdentityResolver
     from pipeline.journey import load_journey
-    from pipeline.runner import table_snapshot
+    from pipeline.topic_reads import table_snapshot
 
     settings = Settings.from_env()
     if not settings.bootstrap_servers:

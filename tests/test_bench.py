@@ -1,6 +1,6 @@
 import os
 
-from pipeline.bench import Rate, cpu_seconds, encode, peak_rss_mib, sample
+from pipeline.drive.bench import Rate, cpu_seconds, encode, peak_rss_mib, sample
 from schemas import topics as T
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.verify import (VIEWS, Comparison, compare, decode, field_diff, record_id, select_scenarios,
+from pipeline.drive.verify import (VIEWS, Comparison, compare, decode, field_diff, record_id, select_scenarios,
                              strip_processing_time, verdict, ScenarioResult, VerifyConfig, VerifyResult)
 
 

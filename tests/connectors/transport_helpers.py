@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from connectors import base
 from connectors.base import ParseError
-from pipeline.runner import topic_end_offsets
+from pipeline.topic_reads import topic_end_offsets
 from pipeline.topics import ensure_topics
 from schemas.events import LifecycleEvent, SourceKind
 from schemas.topics import all_topic_names
@@ -95,7 +95,7 @@ def topics(kafka_bootstrap: str) -> str:
 
 
 async def end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
-    """The true next offset of each partition (see ``pipeline.runner.true_end_offsets``)."""
+    """The true next offset of each partition (see ``pipeline.topic_reads.true_end_offsets``)."""
     ends = await asyncio.to_thread(topic_end_offsets, bootstrap, topic)
     return {TopicPartition(tp.topic, tp.partition): offset for tp, offset in ends.items()}
 

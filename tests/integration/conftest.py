@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.runner import WorkerProcess, consumed_topics, produce_raw, wait_caught_up
+from pipeline.drive.runner import WorkerProcess, consumed_topics, produce_raw, wait_caught_up
 from pipeline.runtime import create_topics
 from pipeline.settings import Settings
 from schemas.events import RawRecord

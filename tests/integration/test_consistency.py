@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.settings import Settings
-from pipeline.verify import VerifyConfig, run_verify, verdict
+from pipeline.drive.verify import VerifyConfig, run_verify, verdict
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from pipeline.runner import produce_bytes, read_topic
+from pipeline.drive.runner import produce_bytes
+from pipeline.topic_reads import read_topic
 from schemas import topics as T
 from schemas.events import DeadLetter, RawRecord, SourceKind
 from schemas.transitions import StageTransition

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from connectors.replay import replay_file
 from connectors.sink import RecordSink
 from pipeline.readmodel.engine import make_engine
-from pipeline.runner import read_topic
+from pipeline.topic_reads import read_topic
 from pipeline.sample import SampleConfig, expected_dead_letters, generate, plans, write_jsonl
 from schemas import topics as T
 from schemas.events import DeadLetter

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from pipeline.journey import load_journey
-from pipeline.runner import read_topic
+from pipeline.topic_reads import read_topic
 from schemas import topics as T
 from schemas.sla import SlaBreach, SlaBreachStatus
 from tests.integration import native as n

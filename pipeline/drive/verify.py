@@ -21,7 +21,7 @@ reference run, record id by record id.
   failure (``lost``, ``spurious``, ``changed``).
 
 The comparison (``compare``) is pure and unit-tested; the rest drives real
-worker processes through ``pipeline.runner``.
+worker processes through ``pipeline.drive.runner``.
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ import orjson
 from kafka import KafkaConsumer
 
 from pipeline.broker import EmbeddedBroker, free_port
-from pipeline.runner import (WorkerProcess, internal_topics, produce_raw, read_topic, table_snapshot,
-                             topics_end_offsets, wait_caught_up)
+from pipeline.drive.runner import WorkerProcess, internal_topics, produce_raw, wait_caught_up
+from pipeline.topic_reads import read_topic, table_snapshot, topics_end_offsets
 from pipeline.runtime import create_topics
 from pipeline.settings import Settings
 from schemas import topics as T

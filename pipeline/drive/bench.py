@@ -47,7 +47,8 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
 from pipeline.broker import die_with_parent
-from pipeline.runner import WorkerProcess, internal_topics, true_end_offsets
+from pipeline.drive.runner import WorkerProcess, internal_topics
+from pipeline.topic_reads import true_end_offsets
 from pipeline.runtime import broker_for, create_topics
 from pipeline.settings import Settings
 from pipeline.topics import ensure_topics
@@ -173,7 +174,7 @@ def peak_rss_mib(pid: int) -> float:
 class CommitWatch:
     """Whether a consumer group has committed everything on some topics.
 
-    One consumer (for true end offsets: see ``runner.true_end_offsets``) and one admin
+    One consumer (for true end offsets: see ``topic_reads.true_end_offsets``) and one admin
     client (for the group's commits) serve a whole run: a client per poll costs a
     connection and metadata round trip each time, and closing one mid-refresh logs an
     error.
@@ -304,10 +305,10 @@ def _ready_file(settings: Settings) -> Path:
 
 @contextlib.contextmanager
 def floor_process(settings: Settings, ready_timeout: float = 90.0) -> Iterator[int]:
-    """``floor_app`` in a child process (``python -m pipeline.bench``); yields its pid once it runs."""
+    """``floor_app`` in a child process (``python -m pipeline.drive.bench``); yields its pid once it runs."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     with open(settings.data_dir / "floor.log", "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "pipeline.bench"], env=os.environ | settings.to_env(),
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline.drive.bench"], env=os.environ | settings.to_env(),
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 preexec_fn=die_with_parent)
     try:

@@ -13,10 +13,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline.runner import WorkerProcess, consumed_topics, read_topic, wait_caught_up
+from pipeline.drive.runner import WorkerProcess, consumed_topics, wait_caught_up
+from pipeline.drive.summary import Summary
 from pipeline.runtime import broker_for, create_topics
 from pipeline.settings import Settings
-from pipeline.summary import Summary
+from pipeline.topic_reads import read_topic
 from schemas import topics as T
 from schemas.events import DeadLetter
 from schemas.handoffs import Handoff

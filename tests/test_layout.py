@@ -1,0 +1,47 @@
+"""Item 8 of issue 11: the commands that drive the pipeline from outside live in ``pipeline.drive``;
+nothing the production commands load imports them (or the test harness)."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PRODUCTION = [p for d in ("pipeline", "connectors", "schemas") for p in (ROOT / d).rglob("*.py")
+              if "drive" not in p.relative_to(ROOT).parts and p.name != "cli.py"]
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_production_modules_do_not_import_the_drivers_or_tests() -> None:
+    offenders = {str(p.relative_to(ROOT)): sorted(m for m in imported_modules(p)
+                                                  if m.startswith(("pipeline.drive", "tests")))
+                 for p in PRODUCTION}
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_identity_show_loads_no_driver() -> None:
+    """Load everything ``lifecycle identity show`` needs and look at what got imported."""
+    code = ("import sys, pipeline.cli, pipeline.topic_reads, pipeline.core.identity, pipeline.journey; "
+            "print(sorted(m for m in sys.modules if m.startswith(('pipeline.drive', 'pipeline.sample', 'tests'))))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_identity_show_imports_no_driver() -> None:
+    tree = ast.parse((ROOT / "pipeline" / "cli.py").read_text())
+    show = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "identity_show")
+    imports = {n.module for n in ast.walk(show) if isinstance(n, ast.ImportFrom)}
+    assert "pipeline.topic_reads" in imports
+    assert not {m for m in imports if m and m.startswith(("pipeline.drive", "tests"))}
