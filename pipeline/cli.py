@@ -185,6 +185,8 @@ def _register_optional() -> None:
         main.add_command(connect)
     except ImportError:
         pass
+    from pipeline.whatif.cli import whatif
+    main.add_command(whatif)
 
 
 _register_optional()

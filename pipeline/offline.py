@@ -1,0 +1,286 @@
+"""The worker's processing without Kafka or Faust: raw records in, what it would publish out.
+
+A what-if (``pipeline.whatif``) must give exactly what the pipeline produced for the
+same journey, so this driver calls the worker's own pure steps in the worker's order
+(``pipeline/app.py``, ``LifecyclePipeline``) and replaces only the transport:
+
+* ``_ingest``/``_release``: each raw record → ``pipeline.ingest.parse_record``, pushed
+  into ``core.merge.SourceMerge`` as one item at its oldest event's time, partitions
+  ordered by ``(topic, partition)``; released items' events sorted by event time →
+  ``pipeline.ingest.resolve_event`` over dict tables → ``AccountMessage`` numbered
+  ``("ingest", seq)``. A partition is caught up when its input is exhausted, which is
+  the worker's "offset reached the high-water mark" once everything is recorded.
+* ``route``/``_accounts``: messages go to their account's partition (Kafka's murmur2
+  partitioner) and each partition's queue runs through ``core.partition.PartitionLogic``
+  with plain dicts as tables; forwarded messages (merges) join the end of their target
+  partition's queue, as the account topic would deliver them, until nothing moves.
+* ``_clock_timer``: once all input is released, one ``clock`` message (the pinned wall
+  clock minus the allowed lateness) to every partition.
+
+Several journeys can share one pass: parsing and the merge do not depend on the journey,
+and journeys with the same identity settings share identity resolution too.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from kafka.partitioner.default import murmur2
+
+from pipeline.core.account import AccountLogic
+from pipeline.core.identity import IdentityResolver
+from pipeline.core.merge import Item, SourceMerge
+from pipeline.core.partition import PartitionLogic
+from pipeline.core.state import AccountState
+from pipeline.ingest import parse_record, resolve_event
+from pipeline.journey import IdentityConfig, JourneyDefinition
+from schemas.accounts import AccountMessage
+from schemas.events import DeadLetter, LifecycleEvent
+from schemas.handoffs import Handoff
+from schemas.identity import AccountMerged
+from schemas.sla import SlaBreach
+from schemas.transitions import StageTransition
+
+SourceKey = tuple[str, int]   # (raw topic, partition): the merge's tie-break order
+REFILL = 256                  # records read from a partition whenever its queue runs dry
+FLUSH_AT = 2_000              # released messages handed to the account partitions at once
+
+
+@dataclass(frozen=True, slots=True)
+class RawInput:
+    """One recorded raw record: where it was (topic, partition, offset) and its bytes."""
+
+    topic: str
+    partition: int
+    offset: int
+    value: bytes
+
+
+_Released = tuple[list[LifecycleEvent], RawInput]   # a merge item: a record's events and the record
+
+
+def partition_of(account_id: str, partitions: int) -> int:
+    """Kafka's default (murmur2) partitioner, as ``LifecyclePipeline.partition_of``."""
+    return (murmur2(account_id.encode()) & 0x7FFFFFFF) % partitions
+
+
+@dataclass
+class ReplayOutput:
+    """What one journey's run published, in publication order, and the tables it ended with."""
+
+    journey: JourneyDefinition
+    transitions: list[StageTransition] = field(default_factory=list)
+    handoffs: list[Handoff] = field(default_factory=list)
+    breaches: list[SlaBreach] = field(default_factory=list)
+    merges: list[AccountMerged] = field(default_factory=list)
+    accounts: dict[str, AccountState] = field(default_factory=dict)
+    # Trigger event of every transition (by transition id), to say which entry rule matched.
+    triggers: dict[str, LifecycleEvent] = field(default_factory=dict)
+
+
+@dataclass
+class ReplayStats:
+    records: int = 0
+    events: int = 0
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    ignored: int = 0
+
+
+class AccountPartitions:
+    """The accounts agent of every partition for one journey, with dicts as its tables."""
+
+    def __init__(self, journey: JourneyDefinition, partitions: int, wall: Callable[[], datetime]) -> None:
+        self.out = ReplayOutput(journey)
+        self.logic = AccountLogic(journey, clock=wall)
+        self.partitions = [PartitionLogic(self.logic, p) for p in range(partitions)]
+        self.queues: list[deque[AccountMessage]] = [deque() for _ in range(partitions)]
+        self.accounts: dict[str, AccountState] = self.out.accounts
+        self.journals: dict[str, LifecycleEvent] = {}
+        self.deadlines: dict[str, float] = {}
+        self.progress: dict[str, Any] = {}
+
+    def route(self, messages: Iterable[AccountMessage]) -> None:
+        n = len(self.queues)
+        for message in messages:
+            self.queues[partition_of(message.account_id, n)].append(message)
+
+    def drain(self) -> None:
+        """Process every queue round-robin, in partition order, until no message is left."""
+        queues = self.queues
+        while any(queues):
+            for p, queue in enumerate(queues):
+                if queue:
+                    batch = list(queue)
+                    queue.clear()
+                    self._process(p, batch)
+
+    def clock(self, now: datetime) -> None:
+        """The ingest step's "caught up": the wall clock reading to every partition."""
+        for queue in self.queues:
+            queue.append(AccountMessage(type="clock", account_id="", now=now))
+        self.drain()
+
+    def _process(self, partition: int, batch: list[AccountMessage]) -> None:
+        result = self.partitions[partition].process(batch, self.accounts, self.journals, self.deadlines,
+                                                    self.progress)
+        out = self.out
+        for emitted in result.emitted:
+            outputs, message = emitted.outputs, emitted.message
+            for tr in outputs.transitions:
+                trigger = _trigger(tr.trigger_event_id, message)
+                if trigger is not None:
+                    out.triggers[tr.transition_id] = trigger
+            out.transitions += outputs.transitions
+            out.handoffs += outputs.handoffs
+            out.breaches += outputs.breaches
+        if result.forward:
+            self.route(result.forward)
+        _write(self.accounts, result.states)
+        _write(self.journals, result.journals)
+        _write(self.deadlines, result.deadlines)
+        _write(self.progress, result.readings)
+
+
+class _IdentityGroup:
+    """One identity resolver (dict tables, its own seq numbers) and the journeys it feeds."""
+
+    def __init__(self, config: IdentityConfig) -> None:
+        self.resolver = IdentityResolver(config, {}, {})
+        self.seq = 0
+        self.runs: list[AccountPartitions] = []
+        self.outbox: list[AccountMessage] = []
+        self.merges: list[AccountMerged] = []   # what the worker publishes on lifecycle.identity
+
+    def flush(self) -> None:
+        outbox, self.outbox = self.outbox, []
+        for run in self.runs:
+            run.route(outbox)
+            run.drain()
+
+
+class OfflinePipeline:
+    """Replays recorded raw partitions through the worker's steps for one or more journeys."""
+
+    def __init__(self, journeys: Sequence[JourneyDefinition], *, now: datetime, partitions: int = 4,
+                 accept_test_mode: bool = False, allowed_lateness_seconds: float = 0.0,
+                 until: datetime | None = None) -> None:
+        if partitions < 1:
+            raise ValueError("partitions must be at least 1")
+        self.now = now
+        self.clock_at = now - timedelta(seconds=allowed_lateness_seconds)
+        if until is not None:
+            self.clock_at = min(self.clock_at, until)
+        self.until = until
+        self.accept_test_mode = accept_test_mode
+        self.stats = ReplayStats()
+        groups: dict[IdentityConfig, _IdentityGroup] = {}
+        self.runs: list[AccountPartitions] = []
+        for journey in journeys:
+            group = groups.setdefault(journey.identity, _IdentityGroup(journey.identity))
+            run = AccountPartitions(journey, partitions, lambda: now)
+            group.runs.append(run)
+            self.runs.append(run)
+        self.groups = list(groups.values())
+
+    def run(self, sources: Mapping[SourceKey, Iterable[RawInput]],
+            progress: Callable[[int], None] | None = None) -> list[ReplayOutput]:
+        """Everything recorded in ``sources`` (each in offset order), then the clock; one
+        output per journey, in the order given. ``progress`` is told how many records were read."""
+        merge: SourceMerge[SourceKey, _Released] = SourceMerge(order=lambda key: key)
+        readers = {key: iter(records) for key, records in sources.items()}
+        queued = dict.fromkeys(readers, 0)
+        exhausted: set[SourceKey] = set()
+        for key in sorted(readers):
+            merge.add_partition(key)
+        while True:
+            for key, reader in readers.items():
+                if not queued[key] and key not in exhausted:
+                    read = self._refill(merge, key, reader)
+                    queued[key] += read
+                    if read < REFILL:
+                        exhausted.add(key)
+                    if progress is not None and read:
+                        progress(read)
+            released = False
+            for key, (events, raw) in merge.pop_ready(exhausted.__contains__):
+                queued[key] -= 1
+                released = True
+                self._release(events, raw)
+            if not released and len(exhausted) == len(readers) and not len(merge):
+                break
+        for group in self.groups:
+            group.flush()
+            for run in group.runs:
+                run.clock(self.clock_at)
+                run.out.merges = group.merges
+        return [run.out for run in self.runs]
+
+    def _refill(self, merge: SourceMerge[SourceKey, _Released], key: SourceKey,
+                reader: Iterator[RawInput]) -> int:
+        """Parse up to ``REFILL`` records of one partition into the merge (``LifecyclePipeline._ingest``)."""
+        n = 0
+        stats, until = self.stats, self.until
+        for raw in reader:
+            n += 1
+            parsed = parse_record(raw.value, raw.topic, f"{raw.topic}/{raw.partition}/{raw.offset}", now=self.now,
+                                  accept_test_mode=self.accept_test_mode)
+            if parsed.dead_letter is not None:
+                stats.dead_letters.append(parsed.dead_letter)
+            elif parsed.ignored is not None:
+                stats.ignored += 1
+            events = parsed.events
+            if until is not None:
+                events = [e for e in events if e.occurred_at < until]
+            merge.push(key, Item(min((e.occurred_at for e in events), default=None), (events, raw)))
+            if n >= REFILL:
+                break
+        stats.records += n
+        return n
+
+    def _release(self, events: list[LifecycleEvent], raw: RawInput) -> None:
+        """One released record's events, in event time, through every identity group
+        (``LifecyclePipeline._release``/``_resolve``)."""
+        if not events:
+            return
+        self.stats.events += len(events)
+        ordered = sorted(events, key=lambda e: e.occurred_at)
+        for i, group in enumerate(self.groups):
+            for ev in ordered:
+                # Each group resolves its own copy: resolution writes the account id into the event.
+                resolved = resolve_event(group.resolver, ev if i == 0 else ev.model_copy())
+                if resolved.unresolvable is not None and i == 0:
+                    self.stats.dead_letters.append(DeadLetter.build(
+                        stage="resolve", reason="no_usable_identifier", detail=resolved.unresolvable,
+                        original=raw.value, failed_at=self.now, source_topic=raw.topic, source=ev.source.value,
+                        origin_ref=f"{raw.topic}/{raw.partition}/{raw.offset}#{ev.event_id}"))
+                for message in resolved.messages:
+                    if message.type == "merge_out" and message.merge is not None:
+                        group.merges.append(message.merge)
+                    group.seq += 1
+                    message.origin, message.seq = "ingest", group.seq
+                    group.outbox.append(message)
+            if len(group.outbox) >= FLUSH_AT:
+                group.flush()
+
+
+def _trigger(event_id: str, message: AccountMessage) -> LifecycleEvent | None:
+    """The event behind a transition: the message's own, or one of a merged journal's."""
+    if message.event is not None and message.event.event_id == event_id:
+        return message.event
+    for event in message.journal:
+        if event.event_id == event_id:
+            return event
+    return None
+
+
+def _write(table: MutableMapping[str, Any], changes: Mapping[str, Any]) -> None:
+    """A batch's changes to one table: a value sets its key, None deletes it (as the worker's ``_write``)."""
+    for key, value in changes.items():
+        if value is None:
+            table.pop(key, None)
+        else:
+            table[key] = value
