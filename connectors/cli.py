@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import click
+from pydantic import SecretStr
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,12 @@ def _kafka(bootstrap: str | None) -> Iterator[str]:
 
 
 def _bootstrap_option(f):  # type: ignore[no-untyped-def]
-    return click.option("--bootstrap", envvar="KAFKA_BOOTSTRAP_SERVERS", default=None,
-                        help="Kafka bootstrap servers, host:port[,host:port].")(f)
+    return click.option("--bootstrap", default=None,
+                        help="Kafka bootstrap servers, host:port[,host:port] (default: KAFKA_BOOTSTRAP_SERVERS).")(f)
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() or None if value is not None else None
 
 
 @click.group(help="Run one connector transport (webhook receiver, file replay, REST poll) into Kafka.\n\n" + _NO_BROKER_NOTE)
@@ -122,7 +126,7 @@ def replay(bootstrap: str | None, file: Path, vendor: str | None, no_progress: b
 @click.option("--base-url", required=True, help="API root, e.g. https://api.stripe.com or https://acme.zendesk.com.")
 @click.option("--token", default=None, help="Bearer token (default: the vendor's *_TOKEN / *_API_KEY variable).")
 @click.option("--user", default=None, help="Basic-auth user instead of a token (Zendesk: you@x.com/token).")
-@click.option("--password", envvar="POLL_PASSWORD", default=None, help="Basic-auth password (or POLL_PASSWORD).")
+@click.option("--password", default=None, help="Basic-auth password (default: POLL_PASSWORD).")
 @click.option("--cursor-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Checkpoint file [default: lifecycle-data/connectors/poll-<vendor>.json].")
 @click.option("--once", is_flag=True, help="Catch up once and exit (e.g. from cron).")
@@ -140,7 +144,11 @@ def poll(bootstrap: str | None, vendor: str, base_url: str, token: str | None, u
     from connectors.poll_vendors import TOKEN_ENV, strategies_for
     from connectors.sink import RecordSink
 
-    token = token or os.environ.get(TOKEN_ENV[vendor]) or None
+    from pipeline.settings import Settings
+
+    settings = Settings.from_env()
+    token = token or _secret(settings.api_token(vendor))
+    password = password or _secret(settings.poll_password)
     if not token and not user:
         raise click.UsageError(f"no credentials: --token, {TOKEN_ENV[vendor]}, or --user/--password")
     options: dict[str, object] = {}
@@ -152,8 +160,7 @@ def poll(bootstrap: str | None, vendor: str, base_url: str, token: str | None, u
         options["export_path"] = export_path
     config = PollConfig(base_url=base_url, token=token, username=user, password=password, page_size=page_size,
                         interval=interval, options=options)
-    store = CheckpointStore(cursor_file or Path(os.environ.get("LIFECYCLE_DATA_DIR", "lifecycle-data"))
-                            / "connectors" / f"poll-{vendor}.json")
+    store = CheckpointStore(cursor_file or settings.data_dir / "connectors" / f"poll-{vendor}.json")
 
     async def run(servers: str):  # type: ignore[no-untyped-def]
         async with RecordSink(servers, client_id=f"lifecycle-poll-{vendor}") as sink:

@@ -32,15 +32,10 @@ from typing import Any
 
 from connectors.base import ParseError
 from connectors.poll import Cursor, CursorStrategy, Page, PollConfig, PollRequest, PollResponse, past_watermark
+from pipeline.settings import API_TOKEN_FIELDS, Settings
 
 # Where a vendor's access token is read from when the command line gives none.
-TOKEN_ENV: dict[str, str] = {
-    "stripe": "STRIPE_API_KEY",
-    "hubspot": "HUBSPOT_ACCESS_TOKEN",
-    "salesforce": "SALESFORCE_ACCESS_TOKEN",
-    "zendesk": "ZENDESK_OAUTH_TOKEN",
-    "segment": "SEGMENT_EXPORT_TOKEN",
-}
+TOKEN_ENV: dict[str, str] = {v: Settings.env_name(f) for v, f in API_TOKEN_FIELDS.items()}
 
 
 def _list_of(body: Any, key: str, what: str) -> list[dict[str, Any]]:

@@ -10,8 +10,8 @@ All comparisons use :func:`hmac.compare_digest`. Timestamps outside the toleranc
 replayed later; a replay inside the window is harmless because every record
 carries the vendor's own event id and is idempotent downstream.
 
-Secrets come from the environment (:data:`SECRET_ENV`) or a mapping the caller
-passes; a vendor without a secret refuses everything unless it is explicitly
+Secrets come from the settings (:data:`SECRET_ENV` names their variables) or a mapping the
+caller passes; a vendor without a secret refuses everything unless it is explicitly
 marked ``allow_unsigned`` (local demos only).
 """
 
@@ -20,22 +20,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Literal
 
+from pipeline.settings import WEBHOOK_SECRET_FIELDS, Settings
+
 DEFAULT_TOLERANCE = 300.0
 
-SECRET_ENV: dict[str, str] = {
-    "stripe": "STRIPE_WEBHOOK_SECRET",
-    "hubspot": "HUBSPOT_CLIENT_SECRET",
-    "zendesk": "ZENDESK_WEBHOOK_SECRET",
-    "segment": "SEGMENT_SHARED_SECRET",
-    "salesforce": "SALESFORCE_SHARED_SECRET",
-}
+SECRET_ENV: dict[str, str] = {v: Settings.env_name(f) for v, f in WEBHOOK_SECRET_FIELDS.items()}
 
 
 class SignatureError(Exception):
@@ -217,11 +212,13 @@ class SignatureConfig:
     tolerance: float = DEFAULT_TOLERANCE
 
     @classmethod
-    def from_env(cls, allow_unsigned: frozenset[str] | set[str] = frozenset(),
-                 env: Mapping[str, str] | None = None, tolerance: float = DEFAULT_TOLERANCE) -> SignatureConfig:
-        env = os.environ if env is None else env
-        secrets = {v: env[name].strip() for v, name in SECRET_ENV.items() if env.get(name, "").strip()}
-        return cls(secrets=secrets, allow_unsigned=frozenset(allow_unsigned), tolerance=tolerance)
+    def from_env(cls, allow_unsigned: frozenset[str] | set[str] = frozenset(), settings: Settings | None = None,
+                 tolerance: float = DEFAULT_TOLERANCE) -> SignatureConfig:
+        """Each vendor's secret from the settings (its ``SECRET_ENV`` variable); a blank one is none."""
+        settings = settings or Settings.from_env()
+        secrets = {v: s.get_secret_value() for v in SECRET_ENV if (s := settings.webhook_secret(v))}
+        return cls(secrets={v: s for v, s in secrets.items() if s}, allow_unsigned=frozenset(allow_unsigned),
+                   tolerance=tolerance)
 
     def verify(self, vendor: str, req: SignedRequest, now: float | None = None) -> None:
         secret = self.secrets.get(vendor)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import atexit
 import ctypes
 import logging
-import os
 import signal
 import socket
 import struct
@@ -23,9 +22,6 @@ from pathlib import Path
 from types import TracebackType
 
 log = logging.getLogger(__name__)
-
-BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
-
 
 class BrokerError(RuntimeError):
     """The embedded broker could not be started or did not become ready."""
@@ -147,5 +143,6 @@ class EmbeddedBroker:
 
 
 def configured_bootstrap() -> str | None:
-    value = os.environ.get(BOOTSTRAP_ENV, "").strip()
-    return value or None
+    from pipeline.settings import Settings
+
+    return Settings.from_env().bootstrap_servers

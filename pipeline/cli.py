@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.settings import Settings
+from pipeline.settings import ConfigError, Settings
 
 
 @click.group()
@@ -18,6 +18,28 @@ def main(verbose: bool) -> None:
     """lifecycle-pipeline: account lifecycle stages, handoffs and SLA breaches over Kafka."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:  # a bad setting stops every command at start, naming the variable
+        Settings.from_env()
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+@main.group()
+def config() -> None:
+    """The settings (environment variables; see deploy/config/lifecycle.env.example)."""
+
+
+@config.command("show")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of NAME=value lines.")
+def config_show(as_json: bool) -> None:
+    """Print the effective configuration, defaults included, secrets masked."""
+    described = Settings.from_env().describe()
+    if as_json:
+        click.echo(json.dumps(dict(described), indent=2))
+    else:
+        for name, value in described:
+            click.echo(f"{name}={value}")
 
 
 @main.command()

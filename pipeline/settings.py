@@ -1,93 +1,213 @@
-"""Runtime settings, from environment variables (12-factor), with defaults for a laptop.
+"""Runtime settings: one typed model of every environment variable (12-factor), with laptop defaults.
 
-Every variable is listed in ``deploy/config/lifecycle.env.example``.
+Every variable is defined here once, with its name, type, default and meaning; nothing else in
+the project reads ``os.environ`` (``tests/deploy/test_env_example.py`` checks it).
+``deploy/config/lifecycle.env.example`` lists exactly these variables (checked against the model),
+and ``lifecycle config show`` prints the effective values with secrets masked.
+
+``Settings(...)`` is exactly its arguments over the defaults; ``Settings.from_env()`` reads the
+environment, and a bad value fails there with the variable's name and what is wrong
+(:class:`ConfigError`), so a process stops at start rather than at first use.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+
+PREFIX = "LIFECYCLE_"
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+LogLevel = Literal["debug", "info", "warn", "warning", "error", "critical"]
+
+# Vendor credentials: which setting holds each vendor's webhook signing secret and API token.
+WEBHOOK_SECRET_FIELDS: dict[str, str] = {
+    "stripe": "stripe_webhook_secret", "hubspot": "hubspot_client_secret", "zendesk": "zendesk_webhook_secret",
+    "segment": "segment_shared_secret", "salesforce": "salesforce_shared_secret",
+}
+API_TOKEN_FIELDS: dict[str, str] = {
+    "stripe": "stripe_api_key", "hubspot": "hubspot_access_token", "salesforce": "salesforce_access_token",
+    "zendesk": "zendesk_oauth_token", "segment": "segment_export_token",
+}
 
 
-def _env(name: str, default: str) -> str:
-    value = os.environ.get(name, "").strip()
-    return value or default
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message names the variable and what is wrong."""
 
 
-@dataclass(frozen=True)
-class Settings:
-    bootstrap_servers: str | None = None          # None: start the embedded broker
-    app_id: str = "lifecycle"
-    partitions: int = 4                           # of account-keyed topics (and their tables)
-    journey_path: str | None = None               # None: the default journey shipped in the package
-    data_dir: Path = Path("lifecycle-data")
-    database_url: str | None = None               # None: SQLite file under data_dir
-    sink_enabled: bool = True                     # run the read-model sink agent in this worker
+def _env(name: str) -> Any:
+    """A field read from a variable outside the ``LIFECYCLE_`` prefix (Kafka's and the vendors' own)."""
+    return AliasChoices(name)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=PREFIX, env_ignore_empty=True, frozen=True, extra="forbid",
+                                      populate_by_name=True, str_strip_whitespace=True)
+
+    # --- Kafka ------------------------------------------------------------------------------------
+    bootstrap_servers: str | None = Field(None, validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS"),
+                                          description="Brokers, comma-separated. Unset: the embedded broker.")
+    security_protocol: SecurityProtocol = Field("PLAINTEXT", validation_alias=_env("KAFKA_SECURITY_PROTOCOL"),
+                                                description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.")
+    sasl_mechanism: SaslMechanism = Field("PLAIN", validation_alias=_env("KAFKA_SASL_MECHANISM"),
+                                          description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (SASL_* protocols).")
+    sasl_username: str | None = Field(None, validation_alias=_env("KAFKA_SASL_USERNAME"))
+    sasl_password: SecretStr | None = Field(None, validation_alias=_env("KAFKA_SASL_PASSWORD"))
+    ssl_ca_file: Path | None = Field(None, validation_alias=_env("KAFKA_SSL_CA_FILE"),
+                                     description="PEM CA bundle that signed the brokers' certificates "
+                                                 "(unset: the system's trust store).")
+    ssl_cert_file: Path | None = Field(None, validation_alias=_env("KAFKA_SSL_CERT_FILE"),
+                                       description="Client certificate (PEM) for mutual TLS.")
+    ssl_key_file: Path | None = Field(None, validation_alias=_env("KAFKA_SSL_KEY_FILE"),
+                                      description="The client certificate's private key (PEM).")
+    ssl_key_password: SecretStr | None = Field(None, validation_alias=_env("KAFKA_SSL_KEY_PASSWORD"))
+    ssl_check_hostname: bool = Field(True, validation_alias=_env("KAFKA_SSL_CHECK_HOSTNAME"),
+                                     description="Verify that a broker's certificate names its host.")
+    app_id: str = Field("lifecycle", description="Consumer group / Faust app id; workers with one id share work.")
+    topic_namespace: str = Field("", pattern=r"^[A-Za-z0-9._-]*$",
+                                 description="Prefix of every topic name, so two deployments can share a "
+                                             "cluster (e.g. 'staging.'). Empty: none.")
+    partitions: int = Field(4, ge=1, description="Partitions of the account-keyed topics (and their tables).")
+
+    # --- Journey and read model ---------------------------------------------------------------------
+    journey_path: str | None = Field(None, validation_alias=_env(PREFIX + "JOURNEY"),
+                                     description="Journey definition file. Unset: the shipped default.")
+    data_dir: Path = Field(Path("lifecycle-data"), description="Worker state and the default SQLite read model.")
+    database_url: str | None = Field(None, description="Read model URL. Unset: sqlite:///<data dir>/readmodel.db.")
+    sink_enabled: bool = Field(True, description="Run the read-model sink agent in this worker.")
+
+    # --- Web surface (/metrics, /healthz, /readyz, /api/reports/*) -------------------------------------
     web_host: str = "127.0.0.1"
-    web_port: int = 6066
+    web_port: int = Field(6066, ge=0, le=65535)
     web_enabled: bool = True
+
+    # --- SLA clock and processing ---------------------------------------------------------------
     # The SLA clock is each partition's event-time watermark. Once every input is read to
     # its end, the wall clock minus this lateness moves it on (checked every timer_interval).
-    allowed_lateness_seconds: float = 0.0
-    timer_interval: float = 1.0
-    accept_test_mode: bool = False                # Stripe livemode=false events
-    commit_interval: float = 1.0
-    log_level: str = "warn"
+    allowed_lateness_seconds: float = Field(0.0, ge=0)
+    timer_interval: float = Field(1.0, gt=0)
     # The wall clock, pinned: when set (ISO 8601), the worker reads this instant instead of the
     # real time. For replays and the consistency verifier, where "now" must be an input too.
-    frozen_now: str | None = None
+    frozen_now: str | None = Field(None, description="Pin the wall clock to this ISO 8601 instant.")
+    accept_test_mode: bool = Field(False, description="Accept Stripe test-mode (livemode=false) events.")
+    commit_interval: float = Field(1.0, gt=0)
+    log_level: LogLevel = "warn"
+
+    # --- Vendor credentials (connectors) ------------------------------------------------------------
+    stripe_webhook_secret: SecretStr | None = Field(None, validation_alias=_env("STRIPE_WEBHOOK_SECRET"))
+    hubspot_client_secret: SecretStr | None = Field(None, validation_alias=_env("HUBSPOT_CLIENT_SECRET"))
+    zendesk_webhook_secret: SecretStr | None = Field(None, validation_alias=_env("ZENDESK_WEBHOOK_SECRET"))
+    segment_shared_secret: SecretStr | None = Field(None, validation_alias=_env("SEGMENT_SHARED_SECRET"))
+    salesforce_shared_secret: SecretStr | None = Field(None, validation_alias=_env("SALESFORCE_SHARED_SECRET"))
+    stripe_api_key: SecretStr | None = Field(None, validation_alias=_env("STRIPE_API_KEY"))
+    hubspot_access_token: SecretStr | None = Field(None, validation_alias=_env("HUBSPOT_ACCESS_TOKEN"))
+    salesforce_access_token: SecretStr | None = Field(None, validation_alias=_env("SALESFORCE_ACCESS_TOKEN"))
+    zendesk_oauth_token: SecretStr | None = Field(None, validation_alias=_env("ZENDESK_OAUTH_TOKEN"))
+    segment_export_token: SecretStr | None = Field(None, validation_alias=_env("SEGMENT_EXPORT_TOKEN"))
+    poll_password: SecretStr | None = Field(None, validation_alias=_env("POLL_PASSWORD"),
+                                            description="Basic-auth password of `lifecycle connect poll --user`.")
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   **_: PydanticBaseSettingsSource) -> tuple[PydanticBaseSettingsSource, ...]:
+        """``Settings(...)`` never reads the environment behind its caller's back; ``from_env`` does."""
+        return (init_settings,)
 
     @classmethod
     def from_env(cls) -> Settings:
-        return cls(
-            bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip() or None,
-            app_id=_env("LIFECYCLE_APP_ID", "lifecycle"),
-            partitions=int(_env("LIFECYCLE_PARTITIONS", "4")),
-            journey_path=os.environ.get("LIFECYCLE_JOURNEY", "").strip() or None,
-            data_dir=Path(_env("LIFECYCLE_DATA_DIR", "lifecycle-data")),
-            database_url=os.environ.get("LIFECYCLE_DATABASE_URL", "").strip() or None,
-            sink_enabled=_env("LIFECYCLE_SINK_ENABLED", "1") != "0",
-            web_host=_env("LIFECYCLE_WEB_HOST", "127.0.0.1"),
-            web_port=int(_env("LIFECYCLE_WEB_PORT", "6066")),
-            web_enabled=_env("LIFECYCLE_WEB_ENABLED", "1") != "0",
-            allowed_lateness_seconds=float(_env("LIFECYCLE_ALLOWED_LATENESS_SECONDS", "0")),
-            timer_interval=float(_env("LIFECYCLE_TIMER_INTERVAL", "1.0")),
-            accept_test_mode=_env("LIFECYCLE_ACCEPT_TEST_MODE", "0") == "1",
-            commit_interval=float(_env("LIFECYCLE_COMMIT_INTERVAL", "1.0")),
-            log_level=_env("LIFECYCLE_LOG_LEVEL", "warn"),
-            frozen_now=os.environ.get("LIFECYCLE_FROZEN_NOW", "").strip() or None,
-        )
+        """The settings the process environment gives; :class:`ConfigError` names a bad variable."""
+        try:
+            return cls(**EnvSettingsSource(cls)())
+        except ValidationError as exc:
+            raise ConfigError(_explain(exc)) from None
+
+    @classmethod
+    def env_name(cls, field: str) -> str:
+        alias = cls.model_fields[field].validation_alias
+        return alias.choices[0] if isinstance(alias, AliasChoices) else PREFIX + field.upper()  # type: ignore[return-value]
+
+    @classmethod
+    def env_names(cls) -> list[str]:
+        return [cls.env_name(f) for f in cls.model_fields]
+
+    @classmethod
+    def is_secret(cls, field: str) -> bool:
+        return "SecretStr" in str(cls.model_fields[field].annotation)
+
+    @field_validator("frozen_now")
+    @classmethod
+    def _iso_instant(cls, value: str | None) -> str | None:
+        if value is not None:
+            datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return value
+
+    @model_validator(mode="after")
+    def _security_complete(self) -> Settings:
+        if self.security_protocol.startswith("SASL_") and not (self.sasl_username and self.sasl_password):
+            raise ValueError(f"{self.security_protocol} needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD")
+        if (self.ssl_cert_file is None) != (self.ssl_key_file is None):
+            raise ValueError("KAFKA_SSL_CERT_FILE and KAFKA_SSL_KEY_FILE go together")
+        for name in ("ssl_ca_file", "ssl_cert_file", "ssl_key_file"):
+            path = getattr(self, name)
+            if path is not None and self.security_protocol in ("SSL", "SASL_SSL") and not path.is_file():
+                raise ValueError(f"{self.env_name(name)}: no such file: {path}")
+        return self
 
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'readmodel.db'}"
 
+    @property
+    def tls(self) -> bool:
+        return self.security_protocol in ("SSL", "SASL_SSL")
+
+    def webhook_secret(self, vendor: str) -> SecretStr | None:
+        return getattr(self, WEBHOOK_SECRET_FIELDS[vendor]) if vendor in WEBHOOK_SECRET_FIELDS else None
+
+    def api_token(self, vendor: str) -> SecretStr | None:
+        return getattr(self, API_TOKEN_FIELDS[vendor]) if vendor in API_TOKEN_FIELDS else None
+
     def with_(self, **changes: object) -> Settings:
-        return replace(self, **changes)  # type: ignore[arg-type]
+        """A copy with some fields changed, validated like any other."""
+        return type(self)(**{**{f: getattr(self, f) for f in type(self).model_fields}, **changes})
 
     def to_env(self) -> dict[str, str]:
-        """The environment that reproduces these settings in a child process."""
-        env = {
-            "LIFECYCLE_APP_ID": self.app_id,
-            "LIFECYCLE_PARTITIONS": str(self.partitions),
-            "LIFECYCLE_DATA_DIR": str(self.data_dir),
-            "LIFECYCLE_SINK_ENABLED": "1" if self.sink_enabled else "0",
-            "LIFECYCLE_WEB_HOST": self.web_host,
-            "LIFECYCLE_WEB_PORT": str(self.web_port),
-            "LIFECYCLE_WEB_ENABLED": "1" if self.web_enabled else "0",
-            "LIFECYCLE_ALLOWED_LATENESS_SECONDS": str(self.allowed_lateness_seconds),
-            "LIFECYCLE_TIMER_INTERVAL": str(self.timer_interval),
-            "LIFECYCLE_ACCEPT_TEST_MODE": "1" if self.accept_test_mode else "0",
-            "LIFECYCLE_COMMIT_INTERVAL": str(self.commit_interval),
-            "LIFECYCLE_LOG_LEVEL": self.log_level,
-        }
-        if self.bootstrap_servers:
-            env["KAFKA_BOOTSTRAP_SERVERS"] = self.bootstrap_servers
-        if self.journey_path:
-            env["LIFECYCLE_JOURNEY"] = self.journey_path
-        if self.database_url:
-            env["LIFECYCLE_DATABASE_URL"] = self.database_url
-        if self.frozen_now:
-            env["LIFECYCLE_FROZEN_NOW"] = self.frozen_now
-        return env
+        """The environment that reproduces these settings in a child process (secrets included)."""
+        return {self.env_name(f): _env_text(v) for f in type(self).model_fields
+                if (v := getattr(self, f)) is not None}
+
+    def describe(self) -> list[tuple[str, str]]:
+        """(variable, effective value) for every setting, secrets masked: what ``config show`` prints."""
+        out = []
+        for f in type(self).model_fields:
+            value = getattr(self, f)
+            text = "" if value is None else ("********" if self.is_secret(f) else _env_text(value))
+            out.append((self.env_name(f), text))
+        return out
+
+
+def _env_text(value: object) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    return str(value)
+
+
+def _explain(exc: ValidationError) -> str:
+    """One line per problem, by variable name; the value is shown unless the setting is a secret."""
+    by_key = {k: Settings.env_name(f) for f, info in Settings.model_fields.items()
+              for k in (f, Settings.env_name(f))}
+    lines = []
+    for err in exc.errors():
+        key = str(err["loc"][0]) if err["loc"] else ""
+        name = by_key.get(key, key)
+        field = next((f for f in Settings.model_fields if Settings.env_name(f) == name), None)
+        shown = "" if not field or Settings.is_secret(field) else f"={err.get('input')!r}"
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{name}{shown}: {msg}" if name else msg)
+    return "invalid settings: " + "; ".join(lines)

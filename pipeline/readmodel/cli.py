@@ -33,6 +33,7 @@ from pipeline.readmodel.queries import (
     time_in_stage,
 )
 from pipeline.readmodel.render import FORMATS, render
+from pipeline.settings import Settings
 
 
 class Instant(click.ParamType):
@@ -52,7 +53,7 @@ class Instant(click.ParamType):
 def _common(fn: Callable[..., Report]) -> Callable[..., None]:
     """Add --db and --format, open the engine, print the report, and turn failures into messages."""
 
-    @click.option("--db", "db_url", envvar="LIFECYCLE_DATABASE_URL", default=None, metavar="URL",
+    @click.option("--db", "db_url", default=None, metavar="URL",
                   help="Read model database URL [env LIFECYCLE_DATABASE_URL; default sqlite:///lifecycle-data/readmodel.db]")
     @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
                   help="table for people, csv (primary table) for sheets, json (everything) for tools")
@@ -95,13 +96,13 @@ def _period(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _journey_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--journey", "journey_path", envvar="LIFECYCLE_JOURNEY", default=None, metavar="PATH",
+    return click.option("--journey", "journey_path", default=None, metavar="PATH",
                         help="Journey definition [env LIFECYCLE_JOURNEY; default: the shipped journey]")(fn)
 
 
 def _journey(path: str | None) -> JourneyDefinition:
     try:
-        return load_journey(path)
+        return load_journey(path or Settings.from_env().journey_path)
     except JourneyError as exc:
         raise click.UsageError(str(exc)) from None
 

@@ -7,7 +7,6 @@ schema comes from the Alembic migrations shipped in this package, never from
 
 from __future__ import annotations
 
-import os
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,10 @@ from alembic.config import Config
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-ENV_URL = "LIFECYCLE_DATABASE_URL"
-DEFAULT_URL = "sqlite:///lifecycle-data/readmodel.db"
+from pipeline.settings import Settings
+
+ENV_URL = Settings.env_name("database_url")
+DEFAULT_URL = Settings().resolved_database_url  # sqlite:///lifecycle-data/readmodel.db
 
 # Any constant works; it only has to be the same in every worker so that two
 # replicas starting together do not both create the tables.
@@ -31,8 +32,8 @@ class ReadModelConfigError(ValueError):
 
 
 def resolve_url(url: str | None = None) -> str:
-    """The URL to use: the argument, else ``$LIFECYCLE_DATABASE_URL``, else the SQLite default."""
-    chosen = url or os.environ.get(ENV_URL) or DEFAULT_URL
+    """The URL to use: the argument, else the settings' (``$LIFECYCLE_DATABASE_URL`` or the SQLite default)."""
+    chosen = url or Settings.from_env().resolved_database_url
     # psycopg 3 is the driver we ship; bare postgres URLs would pick psycopg2.
     for bare in ("postgres://", "postgresql://"):
         if chosen.startswith(bare):

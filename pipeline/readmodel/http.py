@@ -9,7 +9,6 @@ never stall the event loop the Faust worker shares.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from functools import cache
@@ -34,6 +33,7 @@ from pipeline.readmodel.queries import (
     time_in_stage,
 )
 from pipeline.readmodel.render import to_json
+from pipeline.settings import Settings
 
 PERIOD_PARAMS = ("since", "until")
 CHURN_PARAMS = (*PERIOD_PARAMS, "window", "as_of", "from_stage", "to_stage", "churn_stage")
@@ -60,7 +60,7 @@ def add_routes(
 
     @cache
     def get_journey() -> JourneyDefinition:
-        return journey or load_journey(os.environ.get("LIFECYCLE_JOURNEY") or None)
+        return journey or load_journey(Settings.from_env().journey_path)
 
     def report(params: tuple[str, ...], build: Callable[[Engine, Mapping[str, Any]], Report]) -> Handler:
         async def handler(request: web.Request) -> web.StreamResponse:

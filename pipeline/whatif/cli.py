@@ -15,7 +15,7 @@ from pipeline.whatif.render import FORMATS
 @click.command("whatif")
 @click.option("--journey", "proposed", required=True, type=click.Path(dir_okay=False),
               help="The proposed journey file.")
-@click.option("--baseline", default=None, type=click.Path(dir_okay=False), envvar="LIFECYCLE_JOURNEY",
+@click.option("--baseline", default=None, type=click.Path(dir_okay=False),
               help="The current journey [env LIFECYCLE_JOURNEY; default: the shipped one].")
 @click.option("--since", type=Instant(), default=None, help="Report period start, inclusive.")
 @click.option("--until", type=Instant(), default=None,
@@ -49,7 +49,7 @@ def whatif(proposed: str, baseline: str | None, since: datetime | None, until: d
     if since and until and since >= until:
         raise click.BadParameter("--since must be before --until", param_hint="--since")
     config = WhatIfConfig(
-        proposed=proposed, baseline=baseline, since=since, until=until, files=tuple(files), vendor=vendor,
+        proposed=proposed, baseline=baseline or settings.journey_path, since=since, until=until, files=tuple(files), vendor=vendor,
         bootstrap=settings.bootstrap_servers, partitions=settings.partitions,
         now=_frozen(settings.frozen_now), allowed_lateness_seconds=settings.allowed_lateness_seconds,
         accept_test_mode=settings.accept_test_mode, progress=not no_progress)

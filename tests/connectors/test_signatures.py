@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from pipeline.settings import Settings
 from connectors.signatures import SCHEMES, SignatureConfig, SignatureError, SignedRequest, hubspot_uri
 
 BODY = b'{"id":"evt_1","object":"event","type":"invoice.paid"}'
@@ -135,8 +136,8 @@ def test_sign_round_trips(vendor):
 
 
 def test_config_secrets_and_allow_unsigned():
-    cfg = SignatureConfig.from_env(env={"SEGMENT_SHARED_SECRET": "seg", "STRIPE_WEBHOOK_SECRET": "  "},
-                                   allow_unsigned={"zendesk"})
+    settings = Settings(segment_shared_secret="seg", stripe_webhook_secret="  ")
+    cfg = SignatureConfig.from_env(settings=settings, allow_unsigned={"zendesk"})
     assert cfg.secrets == {"segment": "seg"}
     with pytest.raises(SignatureError) as exc:
         cfg.verify("stripe", req({}))  # blank secret = no secret: refuse, do not accept unsigned
