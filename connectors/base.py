@@ -1,4 +1,7 @@
-"""The parser contract every vendor implements, and the registry transports use.
+"""The parser contract every vendor implements, and the two outcomes besides events.
+
+A leaf: it imports no other connector module. The vendors are listed in
+``connectors.registry``.
 
 A transport never knows a vendor's shape: it hands the delivery body to
 ``parser.split`` and gets native payloads back, one per raw record, each with a
@@ -11,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-from schemas.events import LifecycleEvent, RawRecord, SourceKind
+from schemas.events import LifecycleEvent, SourceKind
 
 
 class ParseError(Exception):
@@ -20,7 +23,7 @@ class ParseError(Exception):
     ``reason`` is a short category from a bounded set (it is a metric label and
     the dead letter's ``reason``): ``not_json``, ``not_an_object``,
     ``missing_field``, ``bad_timestamp``, ``unknown_vendor``, ``unsupported_type``,
-    ``test_mode``, ``invalid``.
+    ``test_mode``, ``enrichment_failed``, ``invalid``.
     """
 
     def __init__(self, reason: str, detail: str):
@@ -56,48 +59,3 @@ class SourceParser(Protocol):
 
     def parse(self, payload: dict[str, Any], ingested_at: datetime) -> list[LifecycleEvent]:
         """Native payload → canonical events (possibly none: e.g. an ignorable notification)."""
-
-
-_REGISTRY: dict[str, SourceParser] = {}
-
-
-def register(parser: SourceParser) -> SourceParser:
-    _REGISTRY[parser.vendor] = parser
-    return parser
-
-
-def parser_for(vendor: str) -> SourceParser:
-    _load_builtin_parsers()
-    try:
-        return _REGISTRY[vendor]
-    except KeyError:
-        raise ParseError("unknown_vendor", f"no parser for vendor {vendor!r}; known: {sorted(_REGISTRY)}") from None
-
-
-def vendors() -> list[str]:
-    _load_builtin_parsers()
-    return sorted(_REGISTRY)
-
-
-def _load_builtin_parsers() -> None:
-    # Importing the source modules registers their parsers.
-    if not _REGISTRY:
-        import connectors.billing  # noqa: F401
-        import connectors.crm  # noqa: F401
-        import connectors.product  # noqa: F401
-        import connectors.support  # noqa: F401
-
-
-def to_raw_records(vendor: str, body: Any, transport: str, received_at: datetime) -> list[RawRecord]:
-    """Wrap a delivery body into raw records; raises ParseError if it has no usable shape."""
-    parser = parser_for(vendor)
-    return [
-        RawRecord(source=parser.source, vendor=vendor, event_id=parser.event_id(p),
-                  received_at=received_at, transport=transport, payload=p)
-        for p in parser.split(body)
-    ]
-
-
-def parse_raw(raw: RawRecord) -> list[LifecycleEvent]:
-    """The normalize step: a raw record → canonical events, or ParseError."""
-    return parser_for(raw.vendor).parse(raw.payload, raw.received_at)

@@ -25,7 +25,7 @@ import orjson
 from aiohttp import web
 
 from connectors.poll import CheckpointStore, PollConfig, Poller
-from connectors.poll_vendors import strategies_for
+from connectors.registry import strategies_for
 from connectors.replay import replay_file
 from connectors.signatures import SCHEMES, SignatureConfig, SignedRequest
 from connectors.sink import RecordSink

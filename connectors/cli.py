@@ -98,7 +98,8 @@ def webhook(bootstrap: str | None, host: str, port: int, allow_unsigned: tuple[s
 @click.option("--max-in-flight", default=5000, show_default=True, help="Records awaiting Kafka's ack at most.")
 def replay(bootstrap: str | None, file: Path, vendor: str | None, no_progress: bool, max_in_flight: int) -> None:
     """Backfill FILE (NDJSON, JSON array, or RawRecord JSONL; .gz ok) in constant memory."""
-    from connectors.base import vendors
+    from connectors.enrich import Enricher
+    from connectors.registry import vendors
     from connectors.replay import ReplayError, replay_file
     from connectors.sink import RecordSink
 
@@ -106,8 +107,12 @@ def replay(bootstrap: str | None, file: Path, vendor: str | None, no_progress: b
         raise click.BadParameter(f"unknown vendor {vendor!r}; known: {vendors()}", param_hint="--vendor")
 
     async def run(servers: str):  # type: ignore[no-untyped-def]
-        async with RecordSink(servers, client_id="lifecycle-replay") as sink:
-            return await replay_file(sink, file, vendor, progress=not no_progress, max_in_flight=max_in_flight)
+        enricher = Enricher.from_env()
+        try:
+            async with RecordSink(servers, client_id="lifecycle-replay", enricher=enricher) as sink:
+                return await replay_file(sink, file, vendor, progress=not no_progress, max_in_flight=max_in_flight)
+        finally:
+            await enricher.close()
 
     with _kafka(bootstrap) as servers:
         try:
@@ -141,16 +146,17 @@ def poll(bootstrap: str | None, vendor: str, base_url: str, token: str | None, u
          objects: tuple[str, ...], start_time: int | None, export_path: str | None) -> None:
     """Pull VENDOR's list endpoint incrementally, resuming from the checkpoint."""
     from connectors.poll import CheckpointStore, PollConfig, PollError, Poller
-    from connectors.poll_vendors import TOKEN_ENV, strategies_for
+    from connectors.enrich import Enricher
+    from connectors.registry import strategies_for
     from connectors.sink import RecordSink
-
-    from pipeline.settings import Settings
+    from pipeline.settings import API_TOKEN_FIELDS, Settings
 
     settings = Settings.from_env()
     token = token or _secret(settings.api_token(vendor))
     password = password or _secret(settings.poll_password)
     if not token and not user:
-        raise click.UsageError(f"no credentials: --token, {TOKEN_ENV[vendor]}, or --user/--password")
+        raise click.UsageError(f"no credentials: --token, {Settings.env_name(API_TOKEN_FIELDS[vendor])}, "
+                               "or --user/--password")
     options: dict[str, object] = {}
     if objects:
         options["objects"] = list(objects)
@@ -163,8 +169,12 @@ def poll(bootstrap: str | None, vendor: str, base_url: str, token: str | None, u
     store = CheckpointStore(cursor_file or settings.data_dir / "connectors" / f"poll-{vendor}.json")
 
     async def run(servers: str):  # type: ignore[no-untyped-def]
-        async with RecordSink(servers, client_id=f"lifecycle-poll-{vendor}") as sink:
-            return await Poller(sink, strategies_for(vendor, config), config, store).run(once=once)
+        enricher = Enricher.from_env()
+        try:
+            async with RecordSink(servers, client_id=f"lifecycle-poll-{vendor}", enricher=enricher) as sink:
+                return await Poller(sink, strategies_for(vendor, config), config, store).run(once=once)
+        finally:
+            await enricher.close()
 
     with _kafka(bootstrap) as servers:
         try:

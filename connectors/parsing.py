@@ -230,6 +230,16 @@ def content_id(payload: Any) -> str:
 
 
 # ---- vocabulary shared by both CRMs ---------------------------------------------------
+def segment_name(value: Any) -> str | None:
+    """``"Mid-Market"`` → ``mid_market``: the journey compares segments as identifiers."""
+    text = as_str(value)
+    return re.sub(r"[\s\-]+", "_", text.strip().lower()) if text else None
+
+
+def full_name(first: Any, last: Any) -> str | None:
+    return " ".join(p for p in (as_str(first), as_str(last)) if p) or None
+
+
 def normalize_token(value: Any) -> str | None:
     """``"Closed Won"`` → ``closedwon``: stage names compared without case or spacing."""
     text = as_str(value)

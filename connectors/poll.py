@@ -2,8 +2,8 @@
 
 The loop owns everything that is the same for all vendors: HTTP with auth, rate
 limit and error backoff, producing each page through the shared sink, and the
-checkpoint. A :class:`CursorStrategy` (see ``connectors.poll_vendors``) owns only
-what differs: which request a cursor means, and what cursor a response leads to.
+checkpoint. A :class:`CursorStrategy` (``connectors.cursors``; each vendor module has its
+own) owns only what differs: which request a cursor means, and what cursor a response leads to.
 
 Delivery is at-least-once with a gap-free resume: a page's new cursor is written
 (atomically, to a small JSON file) only after Kafka acknowledged every record of
@@ -26,99 +26,23 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import aiohttp
 import orjson
 
 from connectors.base import ParseError
+from connectors.cursors import Cursor, CursorStrategy, Page, PollRequest, PollResponse, past_watermark
 from connectors.sink import RecordSink, Submitted
 from pipeline.metrics import CONNECTOR_RECORDS, CONNECTOR_UP
 
 log = logging.getLogger(__name__)
 
 TRANSPORT = "poll"
-Cursor = dict[str, Any]
 
 
 class PollError(RuntimeError):
     """Polling cannot go on without someone looking: bad credentials, a bad URL, retries exhausted."""
-
-
-# --- what a strategy sees and returns -----------------------------------------------------------
-
-@dataclass(frozen=True)
-class PollRequest:
-    """``path`` is relative to the base URL (or an absolute URL a vendor handed back)."""
-
-    path: str
-    params: dict[str, str] = field(default_factory=dict)
-    method: str = "GET"
-    json: Any = None
-
-
-@dataclass(frozen=True)
-class PollResponse:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        try:
-            return orjson.loads(self.body)
-        except orjson.JSONDecodeError as exc:
-            raise ParseError("not_json", f"response is not JSON ({exc})") from None
-
-
-@dataclass
-class Page:
-    """One response, understood: the items to produce, the cursor after them, more right away?"""
-
-    items: list[Any]
-    cursor: Cursor
-    more: bool
-
-
-class CursorStrategy(Protocol):
-    vendor: str
-    stream: str  # names the cursor in the checkpoint file, e.g. "events", "deals"
-
-    def request(self, cursor: Cursor) -> PollRequest:
-        """The next request for this cursor (an empty dict: never polled before)."""
-
-    def page(self, response: PollResponse, cursor: Cursor) -> Page:
-        """Items and the next cursor; ParseError if the response is not the vendor's shape."""
-
-    def recover(self, response: PollResponse, cursor: Cursor) -> Cursor | None:
-        """A cursor to retry with after a 4xx (e.g. an expired query locator), or None: give up."""
-
-
-# --- watermark with ids: the incremental cursor three vendors share ---------------------------
-
-def past_watermark(items: Sequence[dict[str, Any]], cursor: Cursor, ts_of: Callable[[dict[str, Any]], Any],
-                   id_of: Callable[[dict[str, Any]], str], new_since: Any = None) -> tuple[list[dict[str, Any]], Cursor]:
-    """Drop items at or before the watermark already emitted; move the watermark past the rest.
-
-    Lists filtered with ``>= since`` re-send the items *at* ``since``; the ids of
-    those already produced ride in the cursor (``ids``) so they are not produced
-    twice. ``new_since`` is the vendor's own next start (Zendesk's ``end_time``);
-    otherwise the last item's timestamp. Items must come in ascending time order.
-    """
-    since, seen = cursor.get("since"), set(cursor.get("ids", ()))
-    fresh = []
-    for item in items:
-        ts, ident = ts_of(item), id_of(item)
-        if since is not None and (ts < since or (ts == since and ident in seen)):
-            continue
-        fresh.append(item)
-    last = ts_of(items[-1]) if items else since
-    target = new_since if new_since is not None else last
-    if target is None:
-        return fresh, {}
-    ids = {id_of(i) for i in items if ts_of(i) == target}
-    if target == since:
-        ids |= seen
-    return fresh, {"since": target, "ids": sorted(ids)}
 
 
 # --- checkpoint -------------------------------------------------------------------------------
@@ -189,7 +113,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 
 @dataclass
 class PollConfig:
-    """Where and how to poll; ``options`` holds the vendor's own knobs (see ``poll_vendors``)."""
+    """Where and how to poll; ``options`` holds the vendor's own knobs (see the vendor modules' ``poll``)."""
 
     base_url: str
     token: str | None = None                  # sent as "Authorization: Bearer <token>"

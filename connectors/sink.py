@@ -20,12 +20,15 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from connectors.base import ParseError, parser_for, to_raw_records
+from connectors.base import Ignored, ParseError
+from connectors.cursors import PollRequest
+from connectors.registry import parser_for, to_raw_records, vendor as vendor_of
+from pipeline.kafka_clients import client_kwargs
 from pipeline.metrics import CONNECTOR_LAST_SUCCESS, CONNECTOR_RECORDS, DEAD_LETTERS
 from schemas.base import utcnow
 from schemas.events import DeadLetter, RawRecord, SourceKind
@@ -44,13 +47,22 @@ class SinkError(RuntimeError):
     """Kafka did not take a record (after the producer's own retries)."""
 
 
+class Enriching(Protocol):
+    """What the sink needs of ``connectors.enrich.Enricher`` (kept apart: the enricher uses the poll client)."""
+
+    async def complete(self, vendor_name: str, payload: dict[str, Any], req: PollRequest) -> list[dict[str, Any]]: ...
+
+
 @dataclass
 class Submitted:
-    """What became of one delivery: raw records queued (with their futures), or a dead letter."""
+    """What became of one delivery: raw records queued (with their futures), or a dead letter for the
+    whole delivery; ``unenriched`` are dead letters of single notifications whose object could not be read."""
 
     records: list[RawRecord] = field(default_factory=list)
     deliveries: list[asyncio.Future[Any]] = field(default_factory=list)
     dead_letter: DeadLetter | None = None
+    unenriched: list[DeadLetter] = field(default_factory=list)
+    ignored: int = 0
 
     async def acknowledged(self) -> None:
         """Wait until Kafka has every record of this delivery; SinkError if any was refused."""
@@ -71,11 +83,12 @@ class RecordSink:
 
     def __init__(self, bootstrap_servers: str, *, client_id: str = "lifecycle-connector",
                  linger_ms: int = 5, max_batch_size: int = 256 * 1024, request_timeout_ms: int = 30_000,
-                 **producer_options: Any) -> None:
+                 enricher: Enriching | None = None, **producer_options: Any) -> None:
         self.bootstrap_servers = bootstrap_servers
+        self.enricher = enricher  # None: notifications that need their object are dead-lettered
         self._options = dict(bootstrap_servers=bootstrap_servers, client_id=client_id, acks="all",
                              linger_ms=linger_ms, max_batch_size=max_batch_size,
-                             request_timeout_ms=request_timeout_ms, **producer_options)
+                             request_timeout_ms=request_timeout_ms, **client_kwargs(), **producer_options)
         self._producer: AIOKafkaProducer | None = None
 
     # lifecycle -----------------------------------------------------------------
@@ -171,6 +184,10 @@ class RecordSink:
                 except orjson.JSONDecodeError as exc:
                     raise ParseError("not_json", f"body is not JSON ({exc})") from None
             records = to_raw_records(vendor, body, transport, received_at or utcnow())
+        except Ignored as exc:
+            log.debug("ignored %s %s delivery: %s", vendor, exc.type, exc.detail)
+            CONNECTOR_RECORDS.labels(vendor, transport, "ignored").inc()
+            return Submitted(ignored=1)
         except ParseError as exc:
             letter = await self.dead_letter(reason=exc.reason, detail=prefix + exc.detail, original=original,
                                             vendor=vendor, transport=transport, origin_ref=where)
@@ -180,7 +197,37 @@ class RecordSink:
             letter = await self.dead_letter(reason="invalid", detail=f"{prefix}parser raised {exc!r}",
                                             original=original, vendor=vendor, transport=transport, origin_ref=where)
             return Submitted(dead_letter=letter)
-        return Submitted(records=records, deliveries=[await self.send(r) for r in records])
+        records, unenriched = await self._enrich(vendor, records, original, transport, where)
+        return Submitted(records=records, deliveries=[await self.send(r) for r in records], unenriched=unenriched)
+
+    async def _enrich(self, vendor: str, records: list[RawRecord], original: bytes, transport: str,
+                      where: str) -> tuple[list[RawRecord], list[DeadLetter]]:
+        """Replace notification-only payloads by the objects they name (the vendor's ``enrichment``)."""
+        enrichment = vendor_of(vendor).enrichment
+        if enrichment is None:
+            return records, []
+        out: list[RawRecord] = []
+        failed: list[DeadLetter] = []
+        for record in records:
+            req = enrichment.request(record.payload)
+            if req is None:
+                out.append(record)
+                continue
+            try:
+                if self.enricher is None:
+                    raise ParseError("enrichment_failed", f"{vendor} notification needs {req.path}; "
+                                                          "no enrichment configured for this transport")
+                payloads = await self.enricher.complete(vendor, record.payload, req)
+            except Exception as exc:  # EnrichmentFailed, or anything else: the notification is kept
+                detail = exc.detail if isinstance(exc, ParseError) else str(exc)
+                own = original if len(records) == 1 else orjson.dumps(record.payload)
+                failed.append(await self.dead_letter(reason="enrichment_failed", detail=f"{record.event_id}: {detail}",
+                                                     original=own, vendor=vendor, transport=transport,
+                                                     origin_ref=where or record.event_id))
+                continue
+            parser = parser_for(vendor)
+            out += [record.model_copy(update={"payload": p, "event_id": parser.event_id(p)}) for p in payloads]
+        return out, failed
 
     # dead letters --------------------------------------------------------------
 

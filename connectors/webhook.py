@@ -1,6 +1,7 @@
 """The webhook receiver: one aiohttp app, one ``POST /webhooks/<vendor>`` per vendor.
 
-Each request is verified (``connectors.signatures``), split by the vendor's parser
+Each request is verified (``connectors.signatures``), split by the vendor's parser,
+enriched where it names an object without describing it (``connectors.enrich``)
 and produced through the shared sink, and only then answered: a 2xx means Kafka
 has every record of the delivery, so a vendor's retry logic covers our outages
 (Kafka unavailable → 503, the vendor retries). Answers:
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from connectors.enrich import Enricher
 from connectors.signatures import SCHEMES, SignatureConfig, SignatureError, SignedRequest
 from connectors.sink import RecordSink, SinkError
 from pipeline.metrics import CONNECTOR_RECORDS, CONNECTOR_UP, REGISTRY
@@ -78,8 +80,12 @@ async def receive(request: web.Request) -> web.Response:
         await submitted.acknowledged()
     except SinkError as exc:
         return _error(503, "kafka_unavailable", str(exc))
+    # Irrelevant payloads (ignored) and notifications whose object could not be read (dead-lettered
+    # with their bytes) are handled: a retry by the vendor would change nothing, so still 200.
     return web.json_response({"accepted": len(submitted.records),
-                              "event_ids": [r.event_id for r in submitted.records]})
+                              "event_ids": [r.event_id for r in submitted.records],
+                              "ignored": submitted.ignored,
+                              "dead_lettered": [d.dead_letter_id for d in submitted.unenriched]})
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -124,10 +130,11 @@ class WebhookServer:
     """Sink + app + TCP site, started and stopped together (CLI, bench, tests)."""
 
     def __init__(self, bootstrap_servers: str, host: str = "127.0.0.1", port: int = 8080,
-                 config: WebhookConfig | None = None) -> None:
+                 config: WebhookConfig | None = None, enricher: Enricher | None = None) -> None:
         # linger 0: each request waits for its ack, and concurrent requests batch up anyway
         # while the previous produce request is in flight.
-        self.sink = RecordSink(bootstrap_servers, client_id="lifecycle-webhook", linger_ms=0)
+        self.enricher = enricher if enricher is not None else Enricher.from_env()
+        self.sink = RecordSink(bootstrap_servers, client_id="lifecycle-webhook", linger_ms=0, enricher=self.enricher)
         self.app = create_app(self.sink, config)
         self.host, self.port = host, port
         self._runner: web.AppRunner | None = None
@@ -151,6 +158,7 @@ class WebhookServer:
             await self._runner.cleanup()
             self._runner = None
         await self.sink.stop()
+        await self.enricher.close()
 
     async def __aenter__(self) -> WebhookServer:
         return await self.start()

@@ -14,7 +14,8 @@ from typing import Literal
 
 from pydantic import ValidationError
 
-from connectors.base import Ignored, ParseError, parse_raw
+from connectors.base import Ignored, ParseError
+from connectors.registry import is_test_mode, parse_raw
 from pipeline.core.identity import IdentityResolver, UnresolvableEvent
 from schemas.accounts import AccountMessage
 from schemas.events import DeadLetter, LifecycleEvent, RawRecord
@@ -60,8 +61,8 @@ def parse_record(value: bytes, topic: str, origin: str, *, now: datetime, accept
         log.exception("parser %s failed on %s", raw.vendor, raw.event_id,
                       extra={"event_id": raw.event_id, "vendor": raw.vendor, "topic": topic})
         return dead("parser_error", f"{type(exc).__name__}: {exc}")
-    if not accept_test_mode and any(e.attributes.get("livemode") is False for e in canonical):
-        return dead("test_mode", "test-mode event (livemode=false); set LIFECYCLE_ACCEPT_TEST_MODE=1 to accept")
+    if not accept_test_mode and is_test_mode(raw, canonical):
+        return dead("test_mode", "test-mode event (e.g. livemode=false); set LIFECYCLE_ACCEPT_TEST_MODE=1 to accept")
     return Parsed("accepted", source, events=canonical)
 
 

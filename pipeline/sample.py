@@ -26,7 +26,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from connectors.base import parser_for
+from connectors.registry import parser_for
 from schemas.events import RawRecord
 
 UTC = timezone.utc
@@ -1063,17 +1063,31 @@ _MALFORMED_KINDS = ("stripe_no_id", "segment_bad_timestamp", "stripe_unsupported
                     "zendesk_no_ticket_id", "salesforce_delete")
 
 
+# Planted kinds with no lifecycle meaning (a refund, a GDPR deletion, a CDC delete): counted as
+# ignored, never dead-lettered.
+_IRRELEVANT_KINDS = frozenset({"stripe_unsupported", "hubspot_unsupported", "salesforce_delete"})
+
+
+def _planted(config: SampleConfig) -> list[str]:
+    return [_MALFORMED_KINDS[k % len(_MALFORMED_KINDS)]
+            for k in range(max(len(_MALFORMED_KINDS), round(config.accounts * 0.15)))]
+
+
 def expected_dead_letters(config: SampleConfig) -> int:
     """How many planted malformed records ``generate`` includes (each must be dead-lettered)."""
-    return max(len(_MALFORMED_KINDS), round(config.accounts * 0.15))
+    return sum(1 for kind in _planted(config) if kind not in _IRRELEVANT_KINDS)
+
+
+def expected_ignored(config: SampleConfig) -> int:
+    """How many planted irrelevant records ``generate`` includes (each must be ignored)."""
+    return sum(1 for kind in _planted(config) if kind in _IRRELEVANT_KINDS)
 
 
 def _malformed(config: SampleConfig) -> list[tuple[datetime, str, dict[str, Any], float]]:
     rng = random.Random(f"lifecycle-sample:{config.seed}:malformed")
     window = (config.end - config.start).total_seconds()
     out = []
-    for k in range(expected_dead_letters(config)):
-        kind = _MALFORMED_KINDS[k % len(_MALFORMED_KINDS)]
+    for k, kind in enumerate(_planted(config)):
         t = config.start + timedelta(seconds=rng.uniform(0.05, 0.95) * window)
         i = k % max(config.accounts, 1)
         payload: dict[str, Any]
@@ -1167,7 +1181,7 @@ def main(argv: list[str] | None = None) -> int:
                           product_events_per_week=args.product_events_per_week)
     n = write_jsonl(generate(config), args.out)
     print(f"wrote {n} records for {config.accounts} accounts to {args.out} "
-          f"({expected_dead_letters(config)} planted malformed)")
+          f"({expected_dead_letters(config)} planted malformed, {expected_ignored(config)} planted irrelevant)")
     return 0
 
 

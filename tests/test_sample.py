@@ -7,11 +7,12 @@ from datetime import datetime, timezone
 
 import pytest
 
-from connectors.base import ParseError, parse_raw
+from connectors.base import Ignored, ParseError
+from connectors.registry import parse_raw
 from pipeline.core.engine import apply_event
 from pipeline.core.state import AccountState
 from pipeline.journey import load_journey
-from pipeline.sample import SampleConfig, expected_dead_letters, generate, main, plans, read_jsonl, write_jsonl
+from pipeline.sample import SampleConfig, expected_dead_letters, expected_ignored, generate, main, plans, read_jsonl, write_jsonl
 from schemas.events import LifecycleEvent, RawRecord
 
 CONFIG = SampleConfig()
@@ -23,12 +24,12 @@ def records() -> list[RawRecord]:
 
 
 @pytest.fixture(scope="module")
-def parsed(records) -> list[tuple[RawRecord, list[LifecycleEvent] | ParseError]]:
-    out: list[tuple[RawRecord, list[LifecycleEvent] | ParseError]] = []
+def parsed(records) -> list[tuple[RawRecord, list[LifecycleEvent] | ParseError | Ignored]]:
+    out: list[tuple[RawRecord, list[LifecycleEvent] | ParseError | Ignored]] = []
     for record in records:
         try:
             out.append((record, parse_raw(record)))
-        except ParseError as exc:
+        except (ParseError, Ignored) as exc:
             out.append((record, exc))
     return out
 
@@ -55,10 +56,16 @@ def test_default_size_suits_a_quick_demo_and_scales_linearly_with_accounts(recor
 def test_every_record_parses_except_the_planted_malformed_ones(parsed):
     refused = [(r.vendor, e.reason) for r, e in parsed if isinstance(e, ParseError)]
     assert len(refused) == expected_dead_letters(CONFIG)
-    assert Counter(reason for _, reason in refused) == {"missing_field": 2, "unsupported_type": 3, "bad_timestamp": 1}
-    assert {vendor for vendor, _ in refused} == {"stripe", "segment", "hubspot", "zendesk", "salesforce"}
-    assert expected_dead_letters(SampleConfig(accounts=400)) == 60
-    events = [e for _, es in parsed if not isinstance(es, ParseError) for e in es]
+    assert Counter(reason for _, reason in refused) == {"missing_field": 2, "bad_timestamp": 1}
+    assert {vendor for vendor, _ in refused} == {"stripe", "segment", "zendesk"}
+    # A refund, a GDPR deletion and a CDC delete are normal traffic: ignored, not dead letters.
+    skipped = sorted((r.vendor, e.type) for r, e in parsed if isinstance(e, Ignored))
+    assert len(skipped) == expected_ignored(CONFIG)
+    assert set(skipped) == {("stripe", "charge.refunded"), ("hubspot", "contact.privacyDeletion"),
+                            ("salesforce", "DELETE")}
+    assert expected_dead_letters(SampleConfig(accounts=400)) == 30
+    assert expected_ignored(SampleConfig(accounts=400)) == 30
+    events = [e for _, es in parsed if not isinstance(es, (ParseError, Ignored)) for e in es]
     kinds = Counter(e.kind for e in events)
     for kind in ("crm.lead_qualified", "crm.opportunity_created", "crm.deal_won", "crm.deal_lost",
                  "crm.activity_logged", "billing.subscription_created", "billing.subscription_canceled",
@@ -69,7 +76,7 @@ def test_every_record_parses_except_the_planted_malformed_ones(parsed):
 
 
 def test_records_are_in_event_time_order(parsed):
-    times = [max(e.occurred_at for e in es) for _, es in parsed if not isinstance(es, ParseError)]
+    times = [max(e.occurred_at for e in es) for _, es in parsed if not isinstance(es, (ParseError, Ignored))]
     assert times == sorted(times)
     assert CONFIG.start <= times[0] and times[-1] < CONFIG.end
 
@@ -123,7 +130,7 @@ def _group_by_account(events: list[LifecycleEvent], free_domains: set[str]) -> d
 
 def test_ground_truth_matches_what_the_engine_makes_of_the_parsed_events(parsed):
     journey = load_journey()
-    events = [e for _, es in parsed if not isinstance(es, ParseError) for e in es]
+    events = [e for _, es in parsed if not isinstance(es, (ParseError, Ignored)) for e in es]
     groups = _group_by_account(events, set(journey.identity.free_email_domains))
     truth = plans(CONFIG)
     # Each account's events end up in exactly one group, and no group holds two accounts.

@@ -174,7 +174,7 @@ def spool_files(paths: Sequence[Path], spool: Spool, vendor: str | None = None,
 
     A vendor export (NDJSON, JSON array) needs its vendor: ``vendor``, else the one its file
     name names; RawRecord JSONL names its own (``connectors.replay.detect_format``)."""
-    from connectors.base import vendors
+    from connectors.registry import vendors
 
     known = vendors()
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import copy
 
-from connectors.base import parser_for
-from tests.fixtures.vendors import INGESTED, errors, parse, payloads, summary
+from connectors.registry import parser_for
+from tests.fixtures.vendors import INGESTED, errors, ignored, parse, payloads, summary
 
 COMPANY = "hubspot.company:18274650011"
 DEAL = "hubspot.deal:30219876543"
@@ -168,12 +168,12 @@ def test_company_object_is_a_company_update_with_domain():
     }
 
 
-def test_unmapped_subscriptions_properties_and_associations_are_refused():
-    reasons = errors("hubspot", "webhook_unsupported.json")
-    assert [r for r, _ in reasons] == ["unsupported_type"] * 4
-    assert "contact.privacyDeletion" in reasons[0][1]
-    assert "'firstname'" in reasons[1][1]
-    assert "DEAL_TO_LINE_ITEM" in reasons[2][1]
+def test_deletions_unmapped_properties_and_associations_are_ignored_not_refused():
+    got = ignored("hubspot", "webhook_unsupported.json")
+    assert [t for t, _ in got][:3] == ["contact.privacyDeletion", "contact.propertyChange", "deal.associationChange"]
+    assert "'firstname'" in got[1][1]
+    assert "DEAL_TO_LINE_ITEM" in got[2][1]
+    assert len(got) == 4
 
 
 def test_missing_ids_and_times_are_refused_and_seconds_for_milliseconds_is_a_bad_timestamp():

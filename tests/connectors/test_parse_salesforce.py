@@ -6,8 +6,9 @@ import copy
 
 import pytest
 
-from connectors.base import ParseError, parser_for
-from tests.fixtures.vendors import INGESTED, errors, parse, payloads, summary
+from connectors.base import ParseError
+from connectors.registry import parser_for
+from tests.fixtures.vendors import INGESTED, errors, ignored, parse, payloads, summary
 
 LEAD = "salesforce.lead:00QDn00000Lq7dCMAR"
 ACCOUNT = "salesforce.account:001Dn00000AbCdEIA3"
@@ -132,13 +133,13 @@ def test_account_record_is_a_company_update_with_website_domain():
         "crm.company_updated", [ACCOUNT, "domain:globex-logistics.com"], "globex-logistics.com", "enterprise")
 
 
-def test_unmapped_changes_entities_and_deletes_are_refused():
-    [(reason, detail)] = errors("salesforce", "cdc_delete.json")
-    assert reason == "unsupported_type" and "DELETE" in detail
-    [(reason, detail)] = errors("salesforce", "cdc_amount_only.json")
-    assert reason == "unsupported_type" and "Amount" in detail
-    [(reason, detail)] = errors("salesforce", "sobject_case.json")
-    assert reason == "unsupported_type" and "Case" in detail
+def test_unmapped_changes_entities_and_deletes_are_ignored_not_refused():
+    [(type_, _)] = ignored("salesforce", "cdc_delete.json")
+    assert type_ == "DELETE"
+    [(type_, detail)] = ignored("salesforce", "cdc_amount_only.json")
+    assert type_ == "Opportunity.update" and "Amount" in detail
+    [(type_, _)] = ignored("salesforce", "sobject_case.json")
+    assert type_ == "Case.snapshot"
 
 
 def test_cdc_without_replay_id_or_transaction_key_is_missing_its_id():

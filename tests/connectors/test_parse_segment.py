@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from connectors.base import parser_for
-from tests.fixtures.vendors import INGESTED, errors, parse, payloads, summary
+from connectors.registry import parser_for
+from tests.fixtures.vendors import INGESTED, errors, ignored, parse, payloads, summary
 
 USER = "segment.user:usr_8c21f0"
 ANON = "segment.anonymous:7f3c1b4e-93a2-4f0e-9c55-2b8d0f4a9e61"

@@ -23,9 +23,9 @@ import orjson
 import pytest
 from aiohttp import web
 
-from connectors.base import parser_for
+from connectors.cursors import iso_ms as _iso_ms
 from connectors.poll import CheckpointStore, PollConfig, PollError, Poller, parse_retry_after, past_watermark
-from connectors.poll_vendors import _iso_ms, strategies_for
+from connectors.registry import parser_for, strategies_for
 from connectors.sink import RecordSink
 from pipeline.metrics import CONNECTOR_RECORDS
 from schemas.events import DeadLetter, RawRecord

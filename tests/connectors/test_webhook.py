@@ -56,7 +56,7 @@ async def test_signed_stripe_event_lands_on_raw_topic_with_event_id(server, http
     start = await end_offsets(server.sink.bootstrap_servers, RAW[SourceKind.BILLING])
     status, body = await post(http, server, "stripe", json.dumps(stripe_event(1)).encode())
     assert status == 200, body
-    assert body == {"accepted": 1, "event_ids": [body["event_ids"][0]]}
+    assert body == {"accepted": 1, "event_ids": [body["event_ids"][0]], "ignored": 0, "dead_lettered": []}
     # the 2xx was sent after Kafka acknowledged: the record is readable right away
     got = await read_from(server.sink.bootstrap_servers, start, expect=1)
     assert len(got) == 1
@@ -134,7 +134,7 @@ async def test_unusable_body_is_400_and_dead_lettered_with_the_body(server, http
 
 async def test_empty_delivery_is_accepted_with_nothing_to_record(server, http):
     status, answer = await post(http, server, "hubspot", b"[]")
-    assert (status, answer) == (200, {"accepted": 0, "event_ids": []})
+    assert (status, answer) == (200, {"accepted": 0, "event_ids": [], "ignored": 0, "dead_lettered": []})
 
 
 def _garbage(rng: random.Random) -> bytes:

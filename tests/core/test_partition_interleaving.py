@@ -11,7 +11,8 @@ from datetime import datetime, timezone
 import pytest
 from kafka.partitioner.default import murmur2
 
-from connectors.base import ParseError, parse_raw
+from connectors.base import ParseError
+from connectors.registry import parse_raw
 from pipeline.core.account import AccountLogic
 from pipeline.core.identity import IdentityResolver, UnresolvableEvent
 from pipeline.core.partition import PartitionLogic

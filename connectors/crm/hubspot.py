@@ -1,4 +1,4 @@
-"""HubSpot and Salesforce payloads → canonical CRM events.
+"""HubSpot: webhooks v3 and CRM v3 objects → canonical CRM events, plus everything else HubSpot.
 
 Both CRMs reach us in two shapes: change notifications (HubSpot webhooks v3,
 Salesforce Change Data Capture) that say *what changed*, and object snapshots
@@ -11,10 +11,23 @@ again yields the same event ids and changes nothing downstream.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from connectors.base import ParseError, register
+from connectors.base import Ignored, ParseError
+from connectors.cursors import (
+    Cursor,
+    CursorStrategy,
+    NoRecovery,
+    Page,
+    PollRequest,
+    PollResponse,
+    iso_ms,
+    list_of,
+    past_watermark,
+)
 from connectors.parsing import (
     VendorParser,
     activity_type,
@@ -25,27 +38,20 @@ from connectors.parsing import (
     dig,
     domain_id,
     first_time,
+    full_name,
     ident,
     link,
-    normalize_token,
     parse_time,
     person,
     require,
+    segment_name,
     unique,
 )
+from connectors.signing import HmacScheme
+from connectors.vendor import Vendor
 from schemas.events import IdentityLink, LifecycleEvent, Person, SourceKind
 
 Mapped = tuple[str, dict[str, Any]]
-
-
-def _segment(value: Any) -> str | None:
-    """``"Mid-Market"`` → ``mid_market``: the journey compares segments as identifiers."""
-    text = as_str(value)
-    return re.sub(r"[\s\-]+", "_", text.strip().lower()) if text else None
-
-
-def _full_name(first: Any, last: Any) -> str | None:
-    return " ".join(p for p in (as_str(first), as_str(last)) if p) or None
 
 
 # =========================================================================================
@@ -67,6 +73,14 @@ _HS_TRACKED = {"company": ("lifecyclestage", "hs_lead_status", "hubspot_owner_id
                "contact": ("lifecyclestage", "hs_lead_status", "hubspot_owner_id"),
                "deal": ("dealstage", "hubspot_owner_id")}
 _HS_QUALIFICATION = {"marketingqualifiedlead": "mql", "salesqualifiedlead": "sql"}
+_HS_ENGAGEMENTS = frozenset(name for name, _, _ in _HS_ACTIVITIES)
+# Actions with no lifecycle meaning: counted as ignored, never dead-lettered.
+_HS_IGNORED_ACTIONS = frozenset({"deletion", "privacyDeletion", "merge", "restore"})
+
+
+def _subscription(payload: dict[str, Any]) -> str | None:
+    """``contact.creation`` …: webhooks v3 name it ``subscriptionType``; a documented variant, ``eventType``."""
+    return as_str(payload.get("subscriptionType")) or as_str(payload.get("eventType"))
 
 
 def _hs_object_type(props: dict[str, Any]) -> str | None:
@@ -92,10 +106,11 @@ def _hs_deal_attrs(deal_id: Any, props: dict[str, Any]) -> dict[str, Any]:
         "deal_name": as_str(props.get("dealname")),
         "amount": as_number(props.get("amount")),
         "currency": as_str(props.get("deal_currency_code")),
-        "stage": normalize_token(raw_stage),
+        "stage": raw_stage,          # HubSpot stage ids verbatim (custom pipelines use GUIDs)
         "raw_stage": raw_stage,
+        "pipeline": as_str(props.get("pipeline")),
         "deal_type": deal_type(props.get("deal_type") or props.get("dealtype")),
-        "segment": _segment(props.get("segment")),
+        "segment": segment_name(props.get("segment")),
         "owner_id": as_str(props.get("hubspot_owner_id")),
         "promised_time_to_value": as_str(props.get("promised_time_to_value")),
         "close_date": as_str(props.get("closedate")),
@@ -104,17 +119,20 @@ def _hs_deal_attrs(deal_id: Any, props: dict[str, Any]) -> dict[str, Any]:
 
 def _hs_deal_stage(deal_id: Any, stage: Any, props: dict[str, Any]) -> Mapped:
     attrs = _hs_deal_attrs(deal_id, {**props, "dealstage": stage})
+    # The default pipeline's ids say it; other pipelines' ids are mapped by the journey (deal_stages).
     won = attrs["stage"] == "closedwon" or (stage == props.get("dealstage") and as_bool(props.get("hs_is_closed_won")))
     lost = attrs["stage"] == "closedlost" or (stage == props.get("dealstage") and not won
                                               and as_bool(props.get("hs_is_closed")))
     if won:
         return "crm.deal_won", {k: attrs[k] for k in ("deal_id", "amount", "currency", "close_date", "deal_type",
                                                       "segment", "owner_id", "promised_time_to_value", "stage",
-                                                      "raw_stage", "deal_name")}
+                                                      "raw_stage", "deal_name", "pipeline")}
     if lost:
         return "crm.deal_lost", {"deal_id": attrs["deal_id"], "reason": as_str(props.get("closed_lost_reason")),
-                                 "owner_id": attrs["owner_id"], "stage": attrs["stage"], "raw_stage": attrs["raw_stage"]}
-    return "crm.deal_stage_changed", {k: attrs[k] for k in ("deal_id", "stage", "raw_stage", "amount", "owner_id")}
+                                 "owner_id": attrs["owner_id"], "stage": attrs["stage"], "raw_stage": attrs["raw_stage"],
+                                 "pipeline": attrs["pipeline"]}
+    return "crm.deal_stage_changed", {k: attrs[k] for k in ("deal_id", "stage", "raw_stage", "amount", "owner_id",
+                                                            "pipeline")}
 
 
 def _hs_property_change(obj_type: str, obj_id: Any, prop: str, value: Any, previous: Any = None,
@@ -141,7 +159,7 @@ def _hs_property_change(obj_type: str, obj_id: Any, prop: str, value: Any, previ
         if prop in ("domain", "website"):
             attrs["domain"] = (domain_id(website=text) or "").removeprefix("domain:") or None
         if prop == "segment":
-            attrs["segment"] = _segment(text)
+            attrs["segment"] = segment_name(text)
         return "crm.company_updated", attrs
     return None
 
@@ -161,7 +179,7 @@ class HubSpotParser(VendorParser):
 
     @staticmethod
     def _is_snapshot(payload: dict[str, Any]) -> bool:
-        return isinstance(payload.get("properties"), dict) and "subscriptionType" not in payload
+        return isinstance(payload.get("properties"), dict) and _subscription(payload) is None
 
     def native_id(self, payload: dict[str, Any]) -> str | None:
         if self._is_snapshot(payload):
@@ -183,7 +201,7 @@ class HubSpotParser(VendorParser):
         if "COMPANY" in association:
             side = "fromObjectId" if association.startswith("COMPANY") else "toObjectId"
             return ident("hubspot.company", payload.get(side)) or self.event_id(payload)
-        obj_type = str(payload.get("subscriptionType") or "").partition(".")[0]
+        obj_type = (_subscription(payload) or "").partition(".")[0]
         if obj_type == "object":
             obj_type = _HS_TYPE_IDS.get(str(payload.get("objectTypeId")), "object")
         return (ident(_HS_NAMESPACE.get(obj_type, f"hubspot.{obj_type}"), payload.get("objectId"))
@@ -192,19 +210,29 @@ class HubSpotParser(VendorParser):
     def parse_object(self, payload: dict[str, Any], ingested_at: datetime) -> list[LifecycleEvent]:
         if self._is_snapshot(payload):
             return self._snapshot(payload, ingested_at)
-        if "subscriptionType" in payload or "eventId" in payload:
+        if _subscription(payload) is not None or "eventId" in payload:
             return self._notification(payload, ingested_at)
         raise ParseError("unsupported_type", "hubspot payload is neither a webhook notification nor a CRM object")
 
     # ---- webhooks v3 -------------------------------------------------------------------
     def _notification(self, p: dict[str, Any], ingested_at: datetime) -> list[LifecycleEvent]:
         event_id = as_str(require(p, "eventId", "hubspot notification"))
-        subscription = str(require(p, "subscriptionType", f"hubspot notification {event_id}"))
+        subscription = _subscription(p)
+        if subscription is None:
+            raise ParseError("missing_field", f"hubspot notification {event_id} has no 'subscriptionType'/'eventType'")
         occurred_at = parse_time(require(p, "occurredAt", f"hubspot notification {event_id}"), "occurredAt", "ms")
         obj_type, _, action = subscription.partition(".")
         if obj_type == "object":
             obj_type = _HS_TYPE_IDS.get(str(p.get("objectTypeId")), str(p.get("objectTypeId")))
+        if action in _HS_IGNORED_ACTIONS:
+            raise Ignored(subscription, f"{obj_type} {p.get('objectId')} ({event_id})")
+        if obj_type in _HS_ENGAGEMENTS and action == "creation":
+            # "A meeting was created" says nothing of what it is for: only the object does.
+            raise ParseError("enrichment_failed", f"hubspot {obj_type} {p.get('objectId')} creation ({event_id}) "
+                                                  "needs the object from the CRM API and was not enriched")
         if obj_type not in _HS_NAMESPACE or action not in ("creation", "propertyChange", "associationChange"):
+            if "." in subscription and action:
+                raise Ignored(subscription, f"object type {obj_type} ({event_id})")
             raise ParseError("unsupported_type", f"hubspot subscriptionType {subscription!r} is not mapped ({event_id})")
         if action == "associationChange":
             return self._association(p, event_id, subscription, occurred_at, ingested_at)
@@ -224,8 +252,7 @@ class HubSpotParser(VendorParser):
             value = p.get("propertyValue")
             mapped = _hs_property_change(obj_type, obj_id, prop, value)
             if mapped is None:
-                raise ParseError("unsupported_type",
-                                 f"hubspot {subscription} of property {prop!r} is not mapped ({event_id})")
+                raise Ignored(subscription, f"property {prop!r} has no lifecycle meaning ({event_id})")
             kind, attrs = mapped
             if prop in ("domain", "website"):
                 ids.append(domain_id(website=value))
@@ -238,7 +265,7 @@ class HubSpotParser(VendorParser):
         match = re.match(r"^([A-Z]+)_TO_([A-Z]+)", association)
         sides = (match.group(1).lower(), match.group(2).lower()) if match else ("", "")
         if "company" not in sides or not all(s in _HS_NAMESPACE for s in sides):
-            raise ParseError("unsupported_type", f"hubspot association {association!r} does not involve a company")
+            raise Ignored(subscription, f"association {association!r} does not involve a company")
         a = ident(_HS_NAMESPACE[sides[0]], require(p, "fromObjectId", f"hubspot {subscription} {event_id}"))
         b = ident(_HS_NAMESPACE[sides[1]], require(p, "toObjectId", f"hubspot {subscription} {event_id}"))
         removed = bool(as_bool(p.get("associationRemoved")))
@@ -276,7 +303,7 @@ class HubSpotParser(VendorParser):
             companies = companies or [ident("hubspot.company", props.get("associatedcompanyid"))]
             ids = [*companies, domain_id(email=props.get("email")), oid]
             links = [link(oid, c, "hubspot contact association contact_to_company") for c in companies]
-            who = person(oid, props.get("email"), _full_name(props.get("firstname"), props.get("lastname")),
+            who = person(oid, props.get("email"), full_name(props.get("firstname"), props.get("lastname")),
                          as_str(props.get("hs_buying_role")))
         else:
             ids = [*companies, oid, *contacts]
@@ -285,7 +312,7 @@ class HubSpotParser(VendorParser):
         planned: list[tuple[str, dict[str, Any], datetime, str, str]] = []  # kind, attrs, time, vendor id, suffix
         if obj_type == "company":
             attrs = {"name": as_str(props.get("name")), "domain": (ids[1] or "").removeprefix("domain:") or None,
-                     "segment": _segment(props.get("segment")), "owner_id": as_str(props.get("hubspot_owner_id")),
+                     "segment": segment_name(props.get("segment")), "owner_id": as_str(props.get("hubspot_owner_id")),
                      "changed": sorted(props)}
             planned.append(("crm.company_updated", attrs, updated, self.event_id(p), ""))
         elif obj_type == "contact":
@@ -299,7 +326,7 @@ class HubSpotParser(VendorParser):
             history = [e for e in dig(p, "propertiesWithHistory.dealstage") or [] if isinstance(e, dict)]
             if history:
                 first = min(history, key=lambda e: parse_time(e.get("timestamp"), "dealstage.timestamp", "ms"))
-                attrs["stage"] = normalize_token(first.get("value"))
+                attrs["stage"] = as_str(first.get("value"))
             elif updated > created:
                 attrs["stage"] = None
             planned.append(("crm.opportunity_created", attrs, created, base, "created"))
@@ -333,7 +360,11 @@ class HubSpotParser(VendorParser):
             mapped = _hs_property_change(obj_type, obj_id, prop, value, None, props)
             if mapped is None:
                 continue
-            when = self._value_time(obj_type, prop, mapped[0], str(value), props) or updated
+            when = self._value_time(obj_type, prop, mapped[0], str(value), props)
+            if when is None:
+                # Only the object's last modification is known: say so rather than pass it off as the entry time.
+                when = updated
+                mapped[1]["time_estimated"] = True
             if mapped[0] == "crm.deal_stage_changed" and when <= created:
                 continue  # the stage the deal was created in: opportunity_created says it
             out.append((mapped[0], mapped[1], when, base, f"{prop}:{as_str(value)}"))
@@ -341,13 +372,19 @@ class HubSpotParser(VendorParser):
 
     @staticmethod
     def _value_time(obj_type: str, prop: str, kind: str, value: str, props: dict[str, Any]) -> datetime | None:
-        """When the current value was set, from HubSpot's own date-entered properties, if fetched."""
-        if prop == "dealstage":
-            fields = (["closedate"] if kind in ("crm.deal_won", "crm.deal_lost") else []) + [f"hs_date_entered_{value}"]
-        elif prop == "lifecyclestage":
-            fields = [f"hs_lifecyclestage_{value.lower()}_date"]
-        else:
+        """When the current value was set, from HubSpot's own date-entered properties, if fetched.
+
+        ``hs_v2_date_entered_<id>`` (current portals), ``hs_date_entered_<id>`` (older
+        ones); property names cannot hold a GUID's hyphens, so they appear as underscores.
+        """
+        ids = dict.fromkeys((value, value.replace("-", "_"))) if prop == "dealstage" else dict.fromkeys((value.lower(),))
+        if prop not in ("dealstage", "lifecyclestage"):
             return None
+        fields = [f"{p}{i}" for p in ("hs_v2_date_entered_", "hs_date_entered_") for i in ids]
+        if prop == "lifecyclestage":
+            fields.append(f"hs_lifecyclestage_{value.lower()}_date")
+        elif kind in ("crm.deal_won", "crm.deal_lost"):
+            fields.append("closedate")
         return first_time(props, fields, "ms")
 
     def _activity(self, p: dict[str, Any], medium: str, obj_id: str, created: datetime, ingested_at: datetime,
@@ -367,270 +404,135 @@ class HubSpotParser(VendorParser):
         return self.event("crm.activity_logged", f"{medium}-{obj_id}", when, ingested_at, ids, attributes=attrs)
 
 
-# =========================================================================================
-# Salesforce
-# =========================================================================================
-_SF_NAMESPACE = {"Account": "salesforce.account", "Lead": "salesforce.lead", "Contact": "salesforce.contact",
-                 "Opportunity": "salesforce.opportunity"}
-# Salesforce ids start with their object's key prefix.
-_SF_PREFIX = {"001": "salesforce.account", "00Q": "salesforce.lead", "003": "salesforce.contact",
-              "006": "salesforce.opportunity"}
-# Id tag of a snapshot event that describes this version of the record (a company's
-# current facts) rather than one thing that happened to it.
-_PER_VERSION = "@version"
+# --- polling: CRM search, by last modification---------------------------------------------------------------------------------
+
+HUBSPOT_OBJECTS: dict[str, tuple[str, list[str]]] = {
+    # object type → (its last-modified property, properties to fetch)
+    "deals": ("hs_lastmodifieddate", ["dealname", "dealstage", "pipeline", "amount", "closedate", "createdate",
+                                      "hubspot_owner_id", "associatedcompanyid", "hs_lastmodifieddate"]),
+    "companies": ("hs_lastmodifieddate", ["name", "domain", "website", "lifecyclestage", "hs_lead_status",
+                                          "hubspot_owner_id", "createdate", "hs_lastmodifieddate"]),
+    "contacts": ("lastmodifieddate", ["email", "firstname", "lastname", "lifecyclestage", "hs_lead_status",
+                                      "hubspot_owner_id", "associatedcompanyid", "createdate", "lastmodifieddate"]),
+}
 
 
-def _sf_ref(value: Any) -> str | None:
-    """A polymorphic reference (WhatId, WhoId) → its namespaced id, by key prefix."""
-    text = as_str(value)
-    namespace = _SF_PREFIX.get(text[:3]) if text else None
-    return f"{namespace}:{text}" if namespace else None
+@dataclass
+class HubSpotObjects(NoRecovery):
+    object_type: str
+    page_size: int = 100
+    start_ms: int = 0
+    vendor: str = "hubspot"
+    stream: str = ""
 
+    def __post_init__(self) -> None:
+        self.stream = self.stream or self.object_type
+        self.modified_property, self.properties = HUBSPOT_OBJECTS[self.object_type]
 
-def _sf_qualification(status: Any) -> str | None:
-    text = (as_str(status) or "").upper()
-    if "MQL" in text or "MARKETING QUALIFIED" in text:
-        return "mql"
-    if "SQL" in text or "SALES QUALIFIED" in text:
-        return "sql"
-    return None
-
-
-def _sf_name(fields: dict[str, Any]) -> str | None:
-    name = fields.get("Name")
-    if isinstance(name, dict):  # CDC sends compound names as objects
-        return _full_name(name.get("FirstName"), name.get("LastName"))
-    return as_str(name) or _full_name(fields.get("FirstName"), fields.get("LastName"))
-
-
-class _SfRecord:
-    """One Salesforce record as either shape presents it: what changed, and when."""
-
-    def __init__(self, entity: str, record_id: str, fields: dict[str, Any], change: str,
-                 changed: set[str], when: datetime, created: datetime | None):
-        self.entity, self.id, self.fields, self.change = entity, record_id, fields, change
-        self.changed, self.when, self.created = changed, when, created
-
-    def touched(self, name: str) -> bool:
-        """Was ``name`` set by this change? (Creates and snapshots set every field they carry.)"""
-        return name in self.changed if self.change == "update" else self.fields.get(name) is not None
-
-
-class SalesforceParser(VendorParser):
-    """Change Data Capture events (several ``recordIds`` → one event each) and plain sObject records."""
-
-    vendor = "salesforce"
-    source = SourceKind.CRM
-    containers = ("records",)
-
-    @staticmethod
-    def _is_cdc(payload: dict[str, Any]) -> bool:
-        return isinstance(dig(payload, "payload.ChangeEventHeader"), dict)
-
-    def native_id(self, payload: dict[str, Any]) -> str | None:
-        if self._is_cdc(payload):
-            replay = as_str(dig(payload, "event.replayId"))
-            if replay:
-                return replay
-            header = dig(payload, "payload.ChangeEventHeader")
-            key, seq = as_str(header.get("transactionKey")), as_str(header.get("sequenceNumber"))
-            return f"{key}:{seq}" if key and seq else None
-        entity, record_id = as_str(dig(payload, "attributes.type")), as_str(payload.get("Id"))
-        version = as_str(payload.get("SystemModstamp") or payload.get("LastModifiedDate") or payload.get("CreatedDate"))
-        return f"{entity}-{record_id}-{version}" if entity and record_id and version else None
-
-    def key(self, payload: dict[str, Any]) -> str:
-        if self._is_cdc(payload):
-            fields = payload["payload"]
-            header = fields["ChangeEventHeader"]
-            record_ids = header.get("recordIds") or [None]
-            entity = as_str(header.get("entityName")) or ""
-        else:
-            fields = payload
-            record_ids = [payload.get("Id")]
-            entity = as_str(dig(payload, "attributes.type")) or ""
-        account = (fields.get("AccountId") or fields.get("ConvertedAccountId")
-                   or (record_ids[0] if entity == "Account" else None))
-        return (ident("salesforce.account", account)
-                or ident(_SF_NAMESPACE.get(entity, f"salesforce.{entity.lower()}"), record_ids[0])
-                or f"salesforce.event:{self.event_id(payload)}")
-
-    def parse_object(self, payload: dict[str, Any], ingested_at: datetime) -> list[LifecycleEvent]:
-        if self._is_cdc(payload):
-            return self._cdc(payload, ingested_at)
-        if isinstance(payload.get("attributes"), dict):
-            return self._sobject(payload, ingested_at)
-        raise ParseError("unsupported_type", "salesforce payload is neither a CDC event nor an sObject record")
-
-    # ---- the two shapes ------------------------------------------------------------------
-    def _cdc(self, payload: dict[str, Any], ingested_at: datetime) -> list[LifecycleEvent]:
-        fields = payload["payload"]
-        header = fields["ChangeEventHeader"]
-        event_id = self.native_id(payload)
-        if event_id is None:
-            raise ParseError("missing_field", "salesforce CDC event has no 'event.replayId' nor transactionKey")
-        entity = str(require(header, "entityName", f"salesforce CDC {event_id}"))
-        change = str(require(header, "changeType", f"salesforce CDC {event_id}")).upper()
-        if change not in ("CREATE", "UPDATE"):
-            raise ParseError("unsupported_type", f"salesforce CDC {entity} {change} is not mapped ({event_id})")
-        record_ids = [as_str(r) for r in require(header, "recordIds", f"salesforce CDC {event_id}") or []]
-        if not record_ids or not all(record_ids):
-            raise ParseError("missing_field", f"salesforce CDC {event_id} has no record ids")
-        when = parse_time(require(header, "commitTimestamp", f"salesforce CDC {event_id}"), "commitTimestamp", "ms")
-        changed = {str(f) for f in header.get("changedFields") or []}
-        events = []
-        for record_id in record_ids:
-            record = _SfRecord(entity, str(record_id), fields, change.lower(), changed, when,
-                               when if change == "CREATE" else None)
-            # One CDC event can stand for the same change on several records.
-            prefix = str(record_id) if len(record_ids) > 1 else ""
-            for kind, attrs, at, tag, ids, links, who in self._record_events(record):
-                suffix = ":".join(s for s in (prefix, tag) if s)
-                events.append(self.event(kind, event_id, at, ingested_at, ids, links=links, person=who,
-                                         attributes=attrs, suffix=suffix))
-        return events
-
-    def _sobject(self, payload: dict[str, Any], ingested_at: datetime) -> list[LifecycleEvent]:
-        entity = str(require(payload, "attributes.type", "salesforce record"))
-        record_id = str(require(payload, "Id", f"salesforce {entity}"))
-        created = parse_time(require(payload, "CreatedDate", f"salesforce {entity} {record_id}"), "CreatedDate")
-        modified = first_time(payload, ("LastModifiedDate", "SystemModstamp")) or created
-        record = _SfRecord(entity, record_id, payload, "snapshot", set(), modified, created)
-        base = f"{entity}-{record_id}"
-        return [self.event(kind, self.event_id(payload) if tag == _PER_VERSION else base, at, ingested_at, ids,
-                           links=links, person=who, attributes=attrs, suffix="" if tag == _PER_VERSION else tag)
-                for kind, attrs, at, tag, ids, links, who in self._record_events(record)]
-
-    # ---- per entity: a record → [(kind, attrs, time, id tag, identifiers, links, person)] ----------
-    def _record_events(self, r: _SfRecord) -> list[tuple[str, dict[str, Any], datetime, str, list[str | None],
-                                                          list[IdentityLink | None], Person | None]]:
-        handler = {"Lead": self._lead, "Contact": self._contact, "Account": self._account,
-                   "Opportunity": self._opportunity, "Event": self._activity, "Task": self._activity}.get(r.entity)
-        if handler is None:
-            raise ParseError("unsupported_type", f"salesforce {r.entity} records are not mapped")
-        planned, ids, links, who = handler(r)
-        if not planned:
-            raise ParseError("unsupported_type", f"salesforce {r.entity} {r.change} of {sorted(r.changed)} "
-                                                 "carries no lifecycle change")
-        return [(kind, attrs, at, tag, ids, links, who) for kind, attrs, at, tag in planned]
-
-    @staticmethod
-    def _owner_change(r: _SfRecord, obj: str) -> list[tuple[str, dict[str, Any], datetime, str]]:
-        if r.change == "update" and "OwnerId" in r.changed:
-            return [("crm.owner_changed", {"object": obj, "owner_id": as_str(r.fields.get("OwnerId")),
-                                           "previous_owner_id": None}, r.when, "owner")]
-        return []
-
-    def _lead(self, r: _SfRecord) -> Any:
-        f = r.fields
-        lid = ident("salesforce.lead", r.id)
-        account = ident("salesforce.account", f.get("ConvertedAccountId"))
-        ids = [account, domain_id(email=f.get("Email"), website=f.get("Website")), lid]
-        links = [link(lid, account, "salesforce Lead.ConvertedAccountId"),
-                 link(ident("salesforce.contact", f.get("ConvertedContactId")), account,
-                      "salesforce Lead.ConvertedContactId"),
-                 link(ident("salesforce.opportunity", f.get("ConvertedOpportunityId")), account,
-                      "salesforce Lead.ConvertedOpportunityId")]
-        who = person(lid, f.get("Email"), _sf_name(f), as_str(f.get("Title")))
-        owner = as_str(f.get("OwnerId"))
-        planned = []
-        if r.change != "update":
-            planned.append(("crm.contact_created", {"lifecycle_stage": as_str(f.get("Status")), "owner_id": owner},
-                            r.created or r.when, "created"))
-        status = as_str(f.get("Status"))
-        # A create's raw status is on contact_created; a status event needs a qualification or a later change.
-        if r.touched("Status") and status and (r.change == "update" or _sf_qualification(status)
-                                                or r.when > (r.created or r.when)):
-            qualification = _sf_qualification(status)
-            if qualification:
-                planned.append(("crm.lead_qualified", {"qualification": qualification, "raw_value": status,
-                                                       "property": "Status", "owner_id": owner},
-                                r.when, f"status:{normalize_token(status)}"))
-            else:
-                planned.append(("crm.lead_status_changed", {"status": status, "owner_id": owner},
-                                r.when, f"status:{normalize_token(status)}"))
-        if r.touched("IsConverted") and as_bool(f.get("IsConverted")):
-            planned.append(("crm.lead_qualified", {"qualification": "sql", "raw_value": "converted",
-                                                   "property": "IsConverted", "owner_id": owner}, r.when, "converted"))
-        planned += self._owner_change(r, "contact")
-        return planned, ids, links, who
-
-    def _contact(self, r: _SfRecord) -> Any:
-        f = r.fields
-        cid = ident("salesforce.contact", r.id)
-        account = ident("salesforce.account", f.get("AccountId"))
-        planned = []
-        if r.change != "update":
-            planned.append(("crm.contact_created", {"lifecycle_stage": None, "owner_id": as_str(f.get("OwnerId"))},
-                            r.created or r.when, "created"))
-        planned += self._owner_change(r, "contact")
-        return (planned, [account, domain_id(email=f.get("Email")), cid],
-                [link(cid, account, "salesforce Contact.AccountId")],
-                person(cid, f.get("Email"), _sf_name(f), as_str(f.get("Title"))))
-
-    def _account(self, r: _SfRecord) -> Any:
-        f = r.fields
-        aid = ident("salesforce.account", r.id)
-        domain = domain_id(website=f.get("Website"))
-        attrs = {"name": _sf_name(f), "domain": (domain or "").removeprefix("domain:") or None,
-                 "segment": _segment(f.get("Segment__c")), "owner_id": as_str(f.get("OwnerId")),
-                 "changed": sorted(r.changed - {"LastModifiedDate", "SystemModstamp"}) if r.change == "update" else []}
-        planned = [("crm.company_updated", attrs, r.when, _PER_VERSION if r.change == "snapshot" else "")]
-        if r.change == "update" and not set(attrs["changed"]) - {"OwnerId"}:
-            planned = []
-        planned += self._owner_change(r, "company")
-        return planned, [aid, domain], [], None
-
-    def _opportunity(self, r: _SfRecord) -> Any:
-        f = r.fields
-        oid = ident("salesforce.opportunity", r.id)
-        account = ident("salesforce.account", f.get("AccountId"))
-        raw_stage = as_str(f.get("StageName"))
-        attrs = {
-            "deal_id": r.id, "deal_name": _sf_name(f), "amount": as_number(f.get("Amount")),
-            "currency": as_str(f.get("CurrencyIsoCode")), "stage": normalize_token(raw_stage),
-            "raw_stage": raw_stage, "deal_type": deal_type(f.get("Type")), "segment": _segment(f.get("Segment__c")),
-            "owner_id": as_str(f.get("OwnerId")),
-            "promised_time_to_value": as_str(f.get("Promised_Time_To_Value__c")),
-            "close_date": as_str(f.get("CloseDate")),
+    def request(self, cursor: Cursor) -> PollRequest:
+        since = cursor.get("since", self.start_ms)
+        body: dict[str, Any] = {
+            "filterGroups": [{"filters": [{"propertyName": self.modified_property, "operator": "GTE",
+                                           "value": str(since)}]}],
+            "sorts": [{"propertyName": self.modified_property, "direction": "ASCENDING"}],
+            "properties": self.properties,
+            "limit": self.page_size,
         }
-        planned = []
-        if r.change != "update":
-            created = {k: v for k, v in attrs.items() if k != "close_date"}
-            if r.change == "snapshot" and r.when > (r.created or r.when):
-                created.update(stage=None, raw_stage=None)  # today's stage, not the one it was created in
-            planned.append(("crm.opportunity_created", created, r.created or r.when, "created"))
-        won = as_bool(f.get("IsWon")) is True and (r.touched("IsWon") or r.touched("StageName"))
-        lost = (not won and as_bool(f.get("IsClosed")) is True and as_bool(f.get("IsWon")) is not True
-                and (r.touched("IsClosed") or r.touched("StageName")))
-        if won:
-            planned.append(("crm.deal_won", {k: attrs[k] for k in (
-                "deal_id", "amount", "currency", "close_date", "deal_type", "segment", "owner_id",
-                "promised_time_to_value", "stage", "raw_stage", "deal_name")}, r.when, f"stage:{attrs['stage']}"))
-        elif lost:
-            planned.append(("crm.deal_lost", {"deal_id": r.id, "reason": as_str(f.get("Loss_Reason__c")),
-                                              "owner_id": attrs["owner_id"], "stage": attrs["stage"],
-                                              "raw_stage": raw_stage}, r.when, f"stage:{attrs['stage']}"))
-        elif raw_stage and r.touched("StageName") and (r.change == "update" or r.when > (r.created or r.when)):
-            planned.append(("crm.deal_stage_changed", {k: attrs[k] for k in (
-                "deal_id", "stage", "raw_stage", "amount", "owner_id")}, r.when, f"stage:{attrs['stage']}"))
-        planned += self._owner_change(r, "deal")
-        return planned, [account, oid], [link(oid, account, "salesforce Opportunity.AccountId")], None
+        if cursor.get("after"):
+            body["after"] = cursor["after"]
+        return PollRequest(f"/crm/v3/objects/{self.object_type}/search", method="POST", json=body)
 
-    def _activity(self, r: _SfRecord) -> Any:
-        f = r.fields
-        if r.change == "update":
-            return [], [], [], None
-        subject = as_str(f.get("Subject"))
-        medium = "call" if f.get("TaskSubtype") == "Call" else "email" if f.get("TaskSubtype") == "Email" else (
-            "meeting" if r.entity == "Event" else "note")
-        attrs = {"activity_type": activity_type(f.get("Type"), subject, f.get("TaskSubtype"), medium=medium),
-                 "subject": subject, "owner_id": as_str(f.get("OwnerId")), "medium": medium}
-        when = first_time(f, ("ActivityDateTime", "StartDateTime", "CompletedDateTime")) or r.created or r.when
-        account = ident("salesforce.account", f.get("AccountId"))
-        ids = [account, _sf_ref(f.get("WhatId")), _sf_ref(f.get("WhoId"))]
-        return [("crm.activity_logged", attrs, when, "")], ids, [], None
+    def page(self, response: PollResponse, cursor: Cursor) -> Page:
+        body = response.json()
+        results = list_of(body, "results", f"hubspot {self.object_type} search")
+        next_after = ((body.get("paging") or {}).get("next") or {}).get("after")
+        fresh, moved = past_watermark(results, cursor, lambda o: iso_ms(o.get("updatedAt")), lambda o: str(o.get("id")))
+        if next_after and moved.get("since") == cursor.get("since", self.start_ms) and results:
+            # a whole page at one timestamp: only the offset can get past it
+            moved["after"] = str(next_after)
+        return Page(fresh, moved or dict(cursor), bool(next_after))
 
 
-HUBSPOT = register(HubSpotParser())
-SALESFORCE = register(SalesforceParser())
+def _poll(options: Mapping[str, Any], page_size: int) -> list[CursorStrategy]:
+    """Options: ``objects`` (default: deals, companies, contacts) and ``start_ms``."""
+    return [HubSpotObjects(t, page_size=min(page_size, 200), start_ms=int(options.get("start_ms", 0)))
+            for t in options.get("objects", list(HUBSPOT_OBJECTS))]
+
+
+# --- enrichment: notifications whose meaning is in the object ------------------------------------
+# The default pipeline's stage ids say won/lost themselves; any other id needs the deal.
+_DEFAULT_STAGES = frozenset({"appointmentscheduled", "qualifiedtobuy", "presentationscheduled",
+                             "decisionmakerboughtin", "contractsent", "closedwon", "closedlost"})
+_PLURAL = {"meeting": "meetings", "call": "calls", "email": "emails", "note": "notes", "task": "tasks",
+           "deal": "deals"}
+_ENRICH_PROPERTIES = {
+    "meetings": ["hs_meeting_title", "hs_meeting_start_time", "hs_meeting_outcome", "hs_activity_type",
+                 "hs_timestamp", "hubspot_owner_id", "hs_createdate"],
+    "calls": ["hs_call_title", "hs_call_body", "hs_call_direction", "hs_call_disposition", "hs_activity_type",
+              "hs_timestamp", "hubspot_owner_id", "hs_createdate"],
+    "emails": ["hs_email_subject", "hs_email_direction", "hs_timestamp", "hubspot_owner_id", "hs_createdate"],
+    "notes": ["hs_note_body", "hs_timestamp", "hubspot_owner_id", "hs_createdate"],
+    "tasks": ["hs_task_subject", "hs_task_status", "hs_timestamp", "hubspot_owner_id", "hs_createdate"],
+    "deals": ["dealname", "dealstage", "pipeline", "amount", "deal_currency_code", "closedate", "createdate",
+              "hs_is_closed_won", "hs_is_closed", "hubspot_owner_id", "dealtype", "segment"],
+}
+
+
+class HubSpotEnrichment:
+    """Engagement creations (meeting ``0-47`` …) and custom-pipeline stage changes → the CRM v3 object."""
+
+    def request(self, payload: dict[str, Any]) -> PollRequest | None:
+        subscription = _subscription(payload)
+        if subscription is None or HubSpotParser._is_snapshot(payload):
+            return None
+        obj_type, _, action = subscription.partition(".")
+        if obj_type == "object":
+            obj_type = _HS_TYPE_IDS.get(str(payload.get("objectTypeId")), "")
+        obj_id = as_str(payload.get("objectId"))
+        if not obj_id:
+            return None
+        if obj_type in _HS_ENGAGEMENTS and action == "creation":
+            plural = _PLURAL[obj_type]
+            properties = _ENRICH_PROPERTIES[plural]
+        elif (obj_type == "deal" and action == "propertyChange" and payload.get("propertyName") == "dealstage"
+              and as_str(payload.get("propertyValue")) not in _DEFAULT_STAGES):
+            plural = "deals"
+            stage = as_str(payload.get("propertyValue")) or ""
+            properties = [*_ENRICH_PROPERTIES[plural], f"hs_v2_date_entered_{stage.replace('-', '_')}"]
+        else:
+            return None
+        params = {"properties": ",".join(properties), "associations": "companies,contacts,deals"}
+        if plural == "deals":
+            params["propertiesWithHistory"] = "dealstage"
+        return PollRequest(f"/crm/v3/objects/{plural}/{obj_id}", params)
+
+    def complete(self, payload: dict[str, Any], body: Any) -> list[dict[str, Any]]:
+        if not (isinstance(body, dict) and isinstance(body.get("properties"), dict) and body.get("id")):
+            raise ParseError("enrichment_failed", "hubspot CRM API answered without an object")
+        return [body]
+
+
+# HubSpot v3: the URI is signed with these percent-escapes decoded (and only these).
+_HUBSPOT_DECODE = {"%3A": ":", "%2F": "/", "%3F": "?", "%40": "@", "%21": "!", "%24": "$", "%27": "'",
+                   "%28": "(", "%29": ")", "%2A": "*", "%2C": ",", "%3B": ";"}
+
+
+def hubspot_uri(uri: str) -> str:
+    out = uri
+    for escaped, char in _HUBSPOT_DECODE.items():
+        out = out.replace(escaped, char).replace(escaped.lower(), char)
+    return out
+
+
+PARSER = HubSpotParser()
+SIGNATURE = HmacScheme(
+    "hubspot", "X-HubSpot-Signature-v3",
+    lambda r, ts: (r.method.upper() + hubspot_uri(r.uri)).encode() + r.body + (ts or "").encode(),
+    encoding="base64", timestamp_header="X-HubSpot-Request-Timestamp", timestamp_unit="ms",
+    doc="base64 HMAC-SHA256 of method + uri + body + timestamp(ms), client secret")
+HUBSPOT = Vendor(
+    name="hubspot", source=SourceKind.CRM, parser=PARSER, signature=SIGNATURE,
+    api_base_env="HUBSPOT_API_BASE_URL",
+    poll=_poll, enrichment=HubSpotEnrichment(),
+    namespaces={"hubspot.company": "account", "hubspot.deal": "deal", "hubspot.contact": "person"},
+)

@@ -11,10 +11,13 @@ live ones with ``livemode: false``: whether to use them is the pipeline's call.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, ClassVar
 
-from connectors.base import ParseError, register
+from connectors.base import Ignored, ParseError
+from connectors.cursors import Cursor, CursorStrategy, NoRecovery, Page, PollRequest, PollResponse, list_of
 from connectors.parsing import (
     VendorParser,
     as_bool,
@@ -31,6 +34,8 @@ from connectors.parsing import (
     person,
     require,
 )
+from connectors.signing import HmacScheme, t_v1, ts_dot_body
+from connectors.vendor import Vendor
 from schemas.events import IdentityLink, LifecycleEvent, Person, SourceKind
 
 _Handled = tuple[dict[str, Any], list[str | None], list[IdentityLink], Person | None]
@@ -42,8 +47,26 @@ def _object_id(value: Any) -> str | None:
 
 
 def _price(item: Any) -> dict[str, Any]:
-    price = dig(item, "price") or dig(item, "plan") or {}
+    """The price of an item or invoice line: ``price``/``plan`` (classic), or since 2025-03-31 ("basil")
+    ``pricing.price_details.price`` on invoice lines (an object only when expanded)."""
+    price = dig(item, "price") or dig(item, "plan") or dig(item, "pricing.price_details.price") or {}
     return price if isinstance(price, dict) else {}
+
+
+# A billing period's length in days → its interval (Stripe bills whole calendar months/years).
+_PERIOD_DAYS = ((1, 1, "day"), (7, 7, "week"), (28, 31, "month"), (365, 366, "year"))
+
+
+def _line_interval(line: Any) -> tuple[str | None, bool]:
+    """(interval, inferred): the line's price says it, else the length of its billing period does."""
+    stated = _interval(_price(line))
+    if stated:
+        return stated, False
+    start, end = as_number(dig(line, "period.start")), as_number(dig(line, "period.end"))
+    if start is None or end is None or end <= start:
+        return None, False
+    days = round((end - start) / 86400)
+    return next((name for low, high, name in _PERIOD_DAYS if low <= days <= high), None), True
 
 
 def _items(sub: dict[str, Any]) -> list[dict[str, Any]]:
@@ -169,7 +192,8 @@ class StripeParser(VendorParser):
         event_type = str(require(payload, "type", f"stripe event {event_id}"))
         handler = self._handlers.get(event_type)
         if handler is None:
-            raise ParseError("unsupported_type", f"stripe event type {event_type!r} is not mapped ({event_id})")
+            # charge.succeeded, payment_intent.*, …: normal traffic with no lifecycle meaning.
+            raise Ignored(event_type, event_id)
         occurred_at = parse_time(require(payload, "created", f"stripe event {event_id}"), "created")
         obj = dig(payload, "data.object")
         if not isinstance(obj, dict):
@@ -181,8 +205,11 @@ class StripeParser(VendorParser):
         method, kind = handler
         attrs, identifiers, links, who = method(self, kind, obj, previous if isinstance(previous, dict) else {})
         attrs["livemode"] = livemode
-        return [self.event(kind, event_id, occurred_at, ingested_at, identifiers,
-                           links=links, person=who, attributes=attrs)]
+        # invoice.paid and invoice.payment_succeeded announce one payment: one canonical id (the
+        # invoice's), so the account's event-id dedupe counts it once whichever comes first.
+        vendor_id, suffix = (f"invoice-{attrs['invoice_id']}", "paid") if kind == "billing.invoice_paid" else (event_id, "")
+        return [self.event(kind, vendor_id, occurred_at, ingested_at, identifiers,
+                           links=links, person=who, attributes=attrs, suffix=suffix)]
 
     # ---- per type: (kind, data.object, previous_attributes) → (attributes, identifiers, links, person)
     def _customer_refs(self, obj: dict[str, Any]) -> tuple[str | None, list[IdentityLink]]:
@@ -219,15 +246,20 @@ class StripeParser(VendorParser):
     def _invoice(self, kind: str, obj: dict[str, Any], previous: dict[str, Any]) -> _Handled:
         invoice_id = require(obj, "id", "stripe invoice")
         cid, links = self._customer_refs(obj)
-        line = dig(obj, "lines.data.0") or {}
+        line = next((li for li in dig(obj, "lines.data") or [] if isinstance(li, dict)
+                     and (_price(li) or dig(li, "pricing.price_details") or li.get("period"))), {})
+        interval, inferred = _line_interval(line)
         attrs: dict[str, Any] = {
             "invoice_id": invoice_id,
             "subscription_id": _object_id(obj.get("subscription"))
             or as_str(dig(obj, "parent.subscription_details.subscription")),
             "currency": as_str(obj.get("currency")),
             "billing_reason": as_str(obj.get("billing_reason")),
-            "plan_interval": _interval(_price(line)),
+            "plan_interval": interval,
+            "plan_id": as_str(_price(line).get("id") or dig(line, "pricing.price_details.price")),
         }
+        if inferred:
+            attrs["plan_interval_inferred"] = True
         if kind == "billing.invoice_paid":
             attrs.update(amount_paid=as_number(obj.get("amount_paid")),
                          period_start=iso(first_time(obj, ("lines.data.0.period.start", "period_start"))),
@@ -245,8 +277,56 @@ class StripeParser(VendorParser):
         "customer.subscription.updated": (_subscription, "billing.subscription_updated"),
         "customer.subscription.deleted": (_subscription, "billing.subscription_canceled"),
         "invoice.paid": (_invoice, "billing.invoice_paid"),
+        "invoice.payment_succeeded": (_invoice, "billing.invoice_paid"),
         "invoice.payment_failed": (_invoice, "billing.invoice_payment_failed"),
     }
 
 
-PARSER = register(StripeParser())
+PARSER = StripeParser()
+
+
+# --- polling: /v1/events----------------------------------------------------------------------------------
+
+@dataclass
+class StripeEvents(NoRecovery):
+    page_size: int = 100
+    vendor: str = "stripe"
+    stream: str = "events"
+
+    def request(self, cursor: Cursor) -> PollRequest:
+        params = {"limit": str(self.page_size)}
+        if cursor.get("newest"):
+            params["ending_before"] = cursor["newest"]
+        elif cursor.get("rewind_after"):
+            params["starting_after"] = cursor["rewind_after"]
+        return PollRequest("/v1/events", params)
+
+    def page(self, response: PollResponse, cursor: Cursor) -> Page:
+        body = response.json()
+        data = list_of(body, "data", "stripe list")
+        has_more = bool(body.get("has_more"))
+        if any(not isinstance(e.get("id"), str) for e in data):
+            raise ParseError("missing_field", "stripe list item without an id")
+        if cursor.get("newest"):  # forwards: the events just newer than `newest`, newest first
+            return Page(list(reversed(data)), {"newest": data[0]["id"]} if data else dict(cursor), has_more)
+        if has_more:  # still walking back to the oldest event
+            return Page([], {"rewind_after": data[-1]["id"]}, True)
+        # the oldest page: produce it oldest first; everything newer comes forwards from here, right away
+        return Page(list(reversed(data)), {"newest": data[0]["id"]} if data else {}, bool(data))
+
+
+def _poll(options: Mapping[str, Any], page_size: int) -> list[CursorStrategy]:
+    return [StripeEvents(page_size=min(page_size, 100))]
+
+
+def _test_mode(event: LifecycleEvent) -> bool:
+    return event.attributes.get("livemode") is False
+
+
+SIGNATURE = HmacScheme("stripe", "Stripe-Signature", ts_dot_body, parse_header=t_v1,
+                       doc="hex HMAC-SHA256 of '{t}.{body}', header 't=…,v1=…[,v1=…]'")
+STRIPE = Vendor(
+    name="stripe", source=SourceKind.BILLING, parser=PARSER, signature=SIGNATURE,
+    api_base_env="STRIPE_API_BASE_URL",
+    poll=_poll, test_mode=_test_mode, namespaces={"stripe.customer": "account"},
+)

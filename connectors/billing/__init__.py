@@ -1,0 +1,1 @@
+"""billing vendors, one module each."""

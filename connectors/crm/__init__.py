@@ -1,0 +1,1 @@
+"""crm vendors, one module each."""

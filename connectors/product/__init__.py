@@ -1,0 +1,1 @@
+"""product vendors, one module each."""

@@ -1,0 +1,1 @@
+"""support vendors, one module each."""
