@@ -62,6 +62,18 @@ class IdentityConfig(BaseModel):
     )
 
 
+class DealStages(BaseModel):
+    """Which CRM deal-stage ids mean won or lost, per pipeline: a custom pipeline's stage ids
+    (HubSpot GUIDs, numbers) say nothing themselves. A stage change to a listed id counts as
+    ``crm.deal_won`` / ``crm.deal_lost`` for stage entry; ``pipeline`` omitted: any pipeline."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pipeline: str | None = None
+    won: tuple[str, ...] = ()
+    lost: tuple[str, ...] = ()
+
+
 class Segmentation(BaseModel):
     """How an account's segment is read from its events (e.g. the CRM deal's segment)."""
 
@@ -84,6 +96,7 @@ class JourneyDefinition(BaseModel):
     )
     identity: IdentityConfig = IdentityConfig()
     segmentation: Segmentation = Segmentation()
+    deal_stages: tuple[DealStages, ...] = ()
     calendar: CalendarConfig = CalendarConfig()
     handoffs: HandoffConfig = HandoffConfig()
     slas: tuple[SlaRule, ...] = ()
@@ -134,7 +147,22 @@ class JourneyDefinition(BaseModel):
         return frozenset((m.from_, m.to) for m in self.backward)
 
     def matching_stages(self, event: LifecycleEvent) -> list[Stage]:
+        event = self.deal_outcome(event)
         return [s for s in self.stages if any_match(s.entry, event)]
+
+    def deal_outcome(self, event: LifecycleEvent) -> LifecycleEvent:
+        """A ``crm.deal_stage_changed`` to a stage id ``deal_stages`` maps → the won/lost event it means."""
+        if event.kind != "crm.deal_stage_changed" or not self.deal_stages:
+            return event
+        stage, pipeline = event.attributes.get("stage"), event.attributes.get("pipeline")
+        for rule in self.deal_stages:
+            if rule.pipeline is not None and rule.pipeline != pipeline:
+                continue
+            if stage in rule.won:
+                return event.model_copy(update={"kind": "crm.deal_won"})
+            if stage in rule.lost:
+                return event.model_copy(update={"kind": "crm.deal_lost"})
+        return event
 
     def owner_of(self, stage_id: str | None) -> str | None:
         return self.by_id[stage_id].owner if stage_id in self.by_id else None

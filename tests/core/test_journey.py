@@ -93,3 +93,24 @@ def test_predicates():
     assert stages(ev("product.track", event="workspace activated")) == ["adoption"]  # case-insensitive
     assert stages(ev("billing.invoice_paid", billing_reason="subscription_cycle", plan_interval="month")) == []
     assert stages(ev("billing.invoice_paid", billing_reason="subscription_cycle", plan_interval="year")) == ["renewal"]
+
+
+def test_deal_stages_map_custom_pipeline_stage_ids_to_won_and_lost(tmp_path):
+    from datetime import datetime, timezone
+
+    from schemas.events import LifecycleEvent, SourceKind
+
+    data = DEFAULT.model_dump(by_alias=True, mode="json")
+    data["deal_stages"] = [{"pipeline": "p-1", "won": ["9c2f-won"], "lost": ["9c2f-lost"]}]
+    journey = load_journey(write(tmp_path, data))
+
+    def changed(stage: str, pipeline: str) -> LifecycleEvent:
+        at = datetime(2026, 1, 5, tzinfo=timezone.utc)
+        return LifecycleEvent(event_id=f"hubspot:{stage}", source=SourceKind.CRM, vendor="hubspot",
+                              kind="crm.deal_stage_changed", occurred_at=at, ingested_at=at,
+                              identifiers=["hubspot.deal:1"], attributes={"stage": stage, "pipeline": pipeline})
+
+    assert [s.id for s in journey.matching_stages(changed("9c2f-won", "p-1"))] == ["closed-won", "re-engaged"]
+    assert [s.id for s in journey.matching_stages(changed("9c2f-lost", "p-1"))] == ["MQL"]
+    assert journey.matching_stages(changed("9c2f-won", "other")) == []       # per pipeline
+    assert DEFAULT.matching_stages(changed("9c2f-won", "p-1")) == []         # unmapped: stays a stage change
