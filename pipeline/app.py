@@ -46,6 +46,7 @@ from pipeline.core.merge import Item, SourceMerge
 from pipeline.core.partition import Emitted, PartitionLogic
 from pipeline.core.state import AccountState
 from pipeline.journey import JourneyDefinition, load_journey
+from pipeline.kafka_clients import faust_credentials
 from pipeline.settings import Settings
 from schemas import topics as T
 from schemas.accounts import AccountBatch, AccountMessage
@@ -66,6 +67,7 @@ def faust_config(settings: Settings) -> dict[str, Any]:
     """Faust settings tuned for fast start (seconds, not ~30 s) and at-least-once delivery."""
     return dict(
         broker=f"kafka://{settings.bootstrap_servers}",
+        broker_credentials=faust_credentials(settings),
         store="memory://",
         datadir=str(settings.data_dir / "faust"),
         topic_partitions=settings.partitions,

@@ -76,9 +76,12 @@ class EmbeddedBroker:
     """Start/stop a Tansu broker on loopback. Use as a context manager."""
 
     def __init__(self, host: str = "127.0.0.1", port: int | None = None, startup_timeout: float = 20.0,
-                 log_path: Path | None = None) -> None:
+                 log_path: Path | None = None, advertised: str | None = None) -> None:
+        """``advertised``: the host:port clients are told to connect to, when something (a TLS
+        proxy, a port forward) stands in front of the broker; default: where it listens."""
         self.host = host
         self.port = port or free_port(host)
+        self.advertised = advertised or f"{self.host}:{self.port}"
         self.startup_timeout = startup_timeout
         self.log_path = log_path or Path(tempfile.gettempdir()) / f"lifecycle-tansu-{self.port}.log"
         self._proc: subprocess.Popen[bytes] | None = None
@@ -102,8 +105,8 @@ class EmbeddedBroker:
     def start(self) -> EmbeddedBroker:
         if self.running:
             return self
-        url = f"tcp://{self.host}:{self.port}"
-        cmd = [self.binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+        cmd = [self.binary(), "broker", "--listener-url", f"tcp://{self.host}:{self.port}",
+               "--advertised-listener-url", f"tcp://{self.advertised}",
                "--storage-engine", "memory://tansu/"]
         logfile = open(self.log_path, "ab")
         try:

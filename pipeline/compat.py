@@ -17,6 +17,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
+from pipeline.kafka_clients import client_kwargs
+
 _PATCHED = False
 
 
@@ -27,7 +29,8 @@ async def read_end_offsets(bootstrap: list[str], tps: Iterable[Any], listed: Map
     if not wanted:
         return ends
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-                                fetch_max_bytes=64 * 1024 * 1024, max_partition_fetch_bytes=32 * 1024 * 1024)
+                                fetch_max_bytes=64 * 1024 * 1024, max_partition_fetch_bytes=32 * 1024 * 1024,
+                                **client_kwargs())
     await consumer.start()
     try:
         keys = {TopicPartition(tp.topic, tp.partition): tp for tp in wanted}

@@ -65,10 +65,12 @@ class CommittedOffsets:
         from aiokafka.admin import AIOKafkaAdminClient
         from aiokafka.structs import TopicPartition
 
+        from pipeline.kafka_clients import client_kwargs
+
         async with self._lock:
             if self._admin is None:
                 servers = [f"{url.host}:{url.port or 9092}" for url in self.app.conf.broker]
-                admin = AIOKafkaAdminClient(bootstrap_servers=servers)
+                admin = AIOKafkaAdminClient(bootstrap_servers=servers, **client_kwargs())
                 await admin.start()
                 self._admin = admin
             wanted = [TopicPartition(tp.topic, tp.partition) for tp in tps]

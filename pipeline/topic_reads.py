@@ -11,6 +11,8 @@ from typing import TypeVar
 from kafka import KafkaConsumer, TopicPartition
 from pydantic import BaseModel
 
+from pipeline.kafka_clients import client_kwargs
+
 M = TypeVar("M", bound=BaseModel)
 
 # Read-only consumers (reads, end offsets, lag) fetch big: Tansu can hand back a partial batch
@@ -45,7 +47,8 @@ def true_end_offsets(consumer: KafkaConsumer, tps: Sequence[TopicPartition]) -> 
 
 
 def topic_end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, **READ_FETCH)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, **READ_FETCH,
+                             **client_kwargs())
     try:
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         return true_end_offsets(consumer, tps)
@@ -55,7 +58,8 @@ def topic_end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
 
 def topics_end_offsets(bootstrap: str, topics: Sequence[str]) -> dict[TopicPartition, int]:
     """The true end of every partition of several topics, with one consumer (cheap to poll for quiet)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, **READ_FETCH)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, **READ_FETCH,
+                             **client_kwargs())
     try:
         tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
         return true_end_offsets(consumer, tps)
@@ -66,6 +70,7 @@ def topics_end_offsets(bootstrap: str, topics: Sequence[str]) -> dict[TopicParti
 def read_topic(bootstrap: str, topic: str, model: type[M] | None = None, timeout: float = 2.0) -> list:
     """Everything on a topic right now, from the beginning, without a consumer group."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, **READ_FETCH,
+                             **client_kwargs(),
                              auto_offset_reset="earliest", consumer_timeout_ms=int(timeout * 1000))
     parts = consumer.partitions_for_topic(topic) or set()
     tps = [TopicPartition(topic, p) for p in sorted(parts)]

@@ -13,6 +13,8 @@ import time
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from pipeline.kafka_clients import client_kwargs
+
 log = logging.getLogger(__name__)
 
 
@@ -23,7 +25,7 @@ def ensure_topics(bootstrap: str, names: list[str], partitions: int, replication
     while True:
         try:
             admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="lifecycle-admin",
-                                     request_timeout_ms=10_000)
+                                     request_timeout_ms=10_000, **client_kwargs())
             break
         except KafkaError:
             if time.monotonic() > deadline:

@@ -48,6 +48,7 @@ from kafka.admin import KafkaAdminClient
 
 from pipeline.broker import die_with_parent
 from pipeline.drive.runner import WorkerProcess, internal_topics
+from pipeline.kafka_clients import client_kwargs
 from pipeline.topic_reads import true_end_offsets
 from pipeline.runtime import broker_for, create_topics
 from pipeline.settings import Settings
@@ -139,7 +140,8 @@ def encode(records: Sequence[RawRecord]) -> list[Message]:
 
 
 async def _produce(bootstrap: str, messages: Sequence[Message]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=50, max_batch_size=256 * 1024)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=50, max_batch_size=256 * 1024,
+                                **client_kwargs())
     await producer.start()
     try:
         for topic, key, value in messages:
@@ -181,8 +183,9 @@ class CommitWatch:
     """
 
     def __init__(self, bootstrap: str) -> None:
-        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
-        self.admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                      **client_kwargs())
+        self.admin = KafkaAdminClient(bootstrap_servers=bootstrap, **client_kwargs())
 
     def partitions(self, topics: Sequence[str]) -> list[TopicPartition]:
         return [TopicPartition(t, p) for t in topics for p in sorted(self.consumer.partitions_for_topic(t) or ())]
@@ -260,8 +263,9 @@ async def _raw_pass(consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, ends
 async def raw_ceiling(bootstrap: str, ends: dict[TopicPartition, int]) -> tuple[Rate, int]:
     """The median of enough passes over the preloaded topics to be stable; (median pass, passes)."""
     passes = max(RAW_MIN_PASSES, math.ceil(RAW_MIN_RECORDS / sum(ends.values())))
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=256 * 1024)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, **client_kwargs())
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=256 * 1024,
+                                **client_kwargs())
     await consumer.start()
     await producer.start()
     try:

@@ -18,6 +18,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
 from pipeline.broker import die_with_parent, free_port
+from pipeline.kafka_clients import client_kwargs
 from pipeline.settings import Settings
 from pipeline.topic_reads import READ_FETCH, true_end_offsets
 from schemas import topics as T
@@ -106,7 +107,8 @@ class WorkerProcess:
 def produce_raw(bootstrap: str, records: Iterable[RawRecord], key: Callable[[RawRecord], str] | None = None,
                 topic: str | None = None) -> int:
     """Write raw records to their source's raw topic (what a connector does), or all to ``topic``."""
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all", batch_size=256 * 1024)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all", batch_size=256 * 1024,
+                             **client_kwargs())
     n = 0
     for record in records:
         k = key(record) if key else record.event_id
@@ -118,7 +120,7 @@ def produce_raw(bootstrap: str, records: Iterable[RawRecord], key: Callable[[Raw
 
 
 def produce_bytes(bootstrap: str, topic: str, values: Sequence[bytes]) -> None:
-    producer = KafkaProducer(bootstrap_servers=bootstrap)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, **client_kwargs())
     for v in values:
         producer.send(topic, value=v)
     producer.flush()
@@ -127,8 +129,9 @@ def produce_bytes(bootstrap: str, topic: str, values: Sequence[bytes]) -> None:
 
 def group_lag(bootstrap: str, group: str, topics: Sequence[str]) -> int:
     """Messages on ``topics`` not yet committed by ``group`` (-1 if the group has no commits yet)."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, **READ_FETCH)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, **client_kwargs())
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, **READ_FETCH,
+                             **client_kwargs())
     try:
         tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
         end = true_end_offsets(consumer, tps)

@@ -44,6 +44,7 @@ from kafka import KafkaConsumer
 
 from pipeline.broker import EmbeddedBroker, free_port
 from pipeline.drive.runner import WorkerProcess, internal_topics, produce_raw, wait_caught_up
+from pipeline.kafka_clients import client_kwargs
 from pipeline.topic_reads import read_topic, table_snapshot, topics_end_offsets
 from pipeline.runtime import create_topics
 from pipeline.settings import Settings
@@ -441,7 +442,7 @@ class ScenarioRun:
 
 def _all_topics(bootstrap: str) -> list[str]:
     """Every topic on the scenario's broker (its own): outputs, internal topics and changelogs."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, **client_kwargs())
     try:
         return sorted(consumer.topics())
     finally:

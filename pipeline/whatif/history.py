@@ -89,9 +89,11 @@ def spool_topics(bootstrap: str, spool: Spool, topics: Sequence[str] = tuple(T.R
     the cluster. Returns the number of records read."""
     from kafka import KafkaConsumer, TopicPartition
 
+    from pipeline.kafka_clients import client_kwargs
     from pipeline.topic_reads import READ_FETCH, true_end_offsets
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, **READ_FETCH)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, **READ_FETCH,
+                             **client_kwargs())
     try:
         tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
         end = true_end_offsets(consumer, tps)

@@ -32,6 +32,10 @@ def documented() -> dict[str, str]:
     return values
 
 
+def documented_variables() -> set[str]:
+    return set(documented())
+
+
 def test_the_example_lists_exactly_the_models_variables() -> None:
     assert REQUIRED <= set(Settings.env_names())
     assert set(documented()) == set(Settings.env_names())
