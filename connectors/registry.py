@@ -16,8 +16,8 @@ from connectors.crm.salesforce import SALESFORCE
 from connectors.cursors import CursorStrategy
 from connectors.product.segment import SEGMENT
 from connectors.support.zendesk import ZENDESK
-from connectors.vendor import IdentityTier, Vendor
-from schemas.events import LifecycleEvent, RawRecord
+from connectors.vendor import Vendor
+from schemas.events import LifecycleEvent, RawRecord, SourceKind
 
 VENDORS: tuple[Vendor, ...] = (HUBSPOT, SALESFORCE, STRIPE, SEGMENT, ZENDESK)
 _BY_NAME: dict[str, Vendor] = {v.name: v for v in VENDORS}
@@ -50,13 +50,15 @@ def strategies_for(name: str, config: PollSettings) -> list[CursorStrategy]:
     return vendor(name).poll(config.options, config.page_size)
 
 
-def identity_tiers() -> dict[str, IdentityTier]:
-    """Namespace → tier over every vendor: the identity core's default configuration."""
-    return {ns: tier for v in VENDORS for ns, tier in v.namespaces.items()}
+def identity_tiers() -> dict[str, str]:
+    """Namespace → what it names, over every vendor (a CRM's accounts are ``crm_account``):
+    the identity core's default configuration (``IdentityConfig.namespaces``)."""
+    return {ns: "crm_account" if tier == "account" and v.source is SourceKind.CRM else tier
+            for v in VENDORS for ns, tier in v.namespaces.items()}
 
 
 def anchor_preference() -> tuple[str, ...]:
-    """Account-level namespaces in vendor order: the default preference for naming an account."""
+    """Account-level namespaces in vendor order (CRMs first): the default preference for naming an account."""
     return tuple(ns for v in VENDORS for ns, tier in v.namespaces.items() if tier == "account")
 
 

@@ -48,6 +48,16 @@ class Stage(BaseModel):
     description: str = ""
 
 
+NamespaceKind = Literal["crm_account", "account", "deal", "person", "anonymous"]
+
+
+def _vendor_identity() -> tuple[dict[str, NamespaceKind], tuple[str, ...]]:
+    """The connectors' namespaces: configuration the core receives, never imports."""
+    from connectors.registry import anchor_preference, identity_tiers
+
+    return identity_tiers(), anchor_preference()
+
+
 class IdentityConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -56,10 +66,12 @@ class IdentityConfig(BaseModel):
         "gmail.com", "googlemail.com", "yahoo.com", "hotmail.com", "outlook.com",
         "live.com", "icloud.com", "me.com", "aol.com", "proton.me", "protonmail.com", "gmx.com",
     )
-    # Identifier namespaces in order of preference for naming a merged account.
-    anchor_preference: tuple[str, ...] = (
-        "hubspot.company", "salesforce.account", "stripe.customer", "segment.group", "zendesk.organization",
-    )
+    # Identifier namespaces in order of preference for naming a merged account (default: every
+    # vendor's account namespace, CRM first).
+    anchor_preference: tuple[str, ...] = Field(default_factory=lambda: _vendor_identity()[1])
+    # What each namespace names (crm_account, account, deal, person, anonymous); default: what the
+    # vendor modules declare. An unlisted namespace names an account.
+    namespaces: dict[str, NamespaceKind] = Field(default_factory=lambda: _vendor_identity()[0])
 
 
 class DealStages(BaseModel):

@@ -61,10 +61,6 @@ LINKS_KEPT = 100       # explicit-link evidence per account; membership evidence
 ABSORBED_KEPT = 50     # merge history per account
 MAX_CHAIN = 64         # tombstone hops before we call the state corrupt
 
-CRM_ACCOUNT_NAMESPACES = frozenset({"hubspot.company", "salesforce.account"})
-DEAL_NAMESPACES = frozenset({"hubspot.deal", "salesforce.opportunity"})
-PERSON_NAMESPACES = frozenset({"hubspot.contact", "salesforce.lead", "salesforce.contact", "segment.user", "zendesk.user"})
-ANONYMOUS_NAMESPACES = frozenset({"segment.anonymous"})
 
 _EXPLICIT = IdentityRule.EXPLICIT_LINK
 _CO = IdentityRule.CO_OCCURRENCE
@@ -87,21 +83,23 @@ def namespace(identifier: str) -> str:
     return identifier.partition(":")[0]
 
 
-def tier(identifier: str) -> Tier:
-    ns = namespace(identifier)
-    if ns == "domain":
-        return Tier.DOMAIN
-    if ns in PERSON_NAMESPACES:
-        return Tier.PERSON
-    if ns in ANONYMOUS_NAMESPACES:
-        return Tier.ANONYMOUS
-    if ns in DEAL_NAMESPACES:
-        return Tier.DEAL
-    return Tier.ACCOUNT
+class Namespaces:
+    """What each identifier namespace names, from the configuration (the vendors declare theirs;
+    the core knows none): a tier per namespace, and which account namespaces are CRM accounts.
+    A namespace not configured names an account."""
 
+    def __init__(self, config: IdentityConfig) -> None:
+        names = {"crm_account": Tier.ACCOUNT, "account": Tier.ACCOUNT, "deal": Tier.DEAL, "person": Tier.PERSON,
+                 "anonymous": Tier.ANONYMOUS}
+        self._tiers = {ns: names[kind] for ns, kind in config.namespaces.items()}
+        self._crm = frozenset(ns for ns, kind in config.namespaces.items() if kind == "crm_account")
 
-def is_crm_account(identifier: str) -> bool:
-    return namespace(identifier) in CRM_ACCOUNT_NAMESPACES
+    def tier(self, identifier: str) -> Tier:
+        ns = namespace(identifier)
+        return Tier.DOMAIN if ns == "domain" else self._tiers.get(ns, Tier.ACCOUNT)
+
+    def is_crm_account(self, identifier: str) -> bool:
+        return namespace(identifier) in self._crm
 
 
 def normalize_domain(identifier: str) -> str:
@@ -168,6 +166,7 @@ class IdentityResolver:
         self._fallback = config.email_domain_fallback
         self._free = frozenset(d.strip().lower() for d in config.free_email_domains)
         self._preference = {ns: i for i, ns in enumerate(config.anchor_preference)}
+        self._ns = Namespaces(config)
         self._ranks: dict[str, int] = {}
         self._counters = {rule: IDENTITY_DECISIONS.labels(rule=rule.value) for rule in IdentityRule}
 
@@ -264,7 +263,7 @@ class IdentityResolver:
         rank = self._ranks.get(ns)
         if rank is None:
             pref = self._preference.get(ns)
-            rank = pref if pref is not None else len(self._preference) + tier(identifier)
+            rank = pref if pref is not None else len(self._preference) + self._ns.tier(identifier)
             self._ranks[ns] = rank
         return rank
 
@@ -278,7 +277,7 @@ class IdentityResolver:
                 f"(domains: fallback {'on' if self._fallback else 'off'}, free-mail ignored)")
         # The event's own object: its first account-level id (connectors list them first,
         # but a deal or person listed first must not decide the account).
-        primary = (next((i for i in ids if tier(i) is Tier.ACCOUNT), None)
+        primary = (next((i for i in ids if self._ns.tier(i) is Tier.ACCOUNT), None)
                    or next((i for i in ids if not i.startswith(DOMAIN_PREFIX)), ids[0]))
 
         domain_links: list[tuple[str, str, str]] = []
@@ -329,21 +328,21 @@ class IdentityResolver:
         if rule is _EXPLICIT:
             return True
         if rule is _CO:
-            if tier(a) is Tier.ACCOUNT and tier(b) is Tier.ACCOUNT:
+            if self._ns.tier(a) is Tier.ACCOUNT and self._ns.tier(b) is Tier.ACCOUNT:
                 return True
             # Account ids are acct:<anchor>, so the anchor's tier needs no state read.
-            return (tier(acct_a[len(ACCOUNT_PREFIX):]) is not Tier.ACCOUNT
-                    or tier(acct_b[len(ACCOUNT_PREFIX):]) is not Tier.ACCOUNT)
+            return (self._ns.tier(acct_a[len(ACCOUNT_PREFIX):]) is not Tier.ACCOUNT
+                    or self._ns.tier(acct_b[len(ACCOUNT_PREFIX):]) is not Tier.ACCOUNT)
         return bool(self._load(step, acct_a)["provisional"] or self._load(step, acct_b)["provisional"])
 
     def _attach(self, step: _Step, ident: str, account_id: str, rule: IdentityRule,
                 via: str, reason: str | None, link: IdentityLink | None) -> None:
         """Put a new identifier into an existing account (or promote the account around it)."""
         rec = self._load(step, account_id)
-        if rule is _DOMAIN and is_crm_account(ident) and not rec["provisional"]:
+        if rule is _DOMAIN and self._ns.is_crm_account(ident) and not rec["provisional"]:
             return  # a second CRM company sharing a domain stays its own account (first sight later)
-        if (rule is _CO and tier(ident) is Tier.ACCOUNT and tier(via) is not Tier.ACCOUNT
-                and tier(rec["anchor"]) is Tier.ACCOUNT):
+        if (rule is _CO and self._ns.tier(ident) is Tier.ACCOUNT and self._ns.tier(via) is not Tier.ACCOUNT
+                and self._ns.tier(rec["anchor"]) is Tier.ACCOUNT):
             return  # a person or deal of another account does not carry this account into it
         if rec["provisional"] and self._rank(ident) < self._rank(rec["anchor"]):
             better = self._create(step, ident, rule, via, reason)
@@ -396,7 +395,7 @@ class IdentityResolver:
         if reason:
             evidence.append(reason)
         rec["members"][ident] = evidence
-        if rec["provisional"] and is_crm_account(ident):
+        if rec["provisional"] and self._ns.is_crm_account(ident):
             rec["provisional"] = False
         step.new_links[ident] = rec["account_id"]
         step.touch(rec["account_id"])

@@ -445,3 +445,21 @@ def test_evidence_is_capped_but_membership_is_not() -> None:
     assert w.account(f"zendesk.user:{ABSORBED_KEPT + 4}") == "acct:hubspot.company:1"
     assert acct["absorbed"][-1][0] == f"acct:zendesk.organization:{ABSORBED_KEPT + 4}"
     assert len(orjson.dumps(w.accounts["acct:zendesk.organization:0"])) < 300
+
+
+def test_namespaces_are_configuration_not_core_knowledge() -> None:
+    # The default comes from the vendor modules: a HubSpot contact is a person, so the company anchors.
+    default = World()
+    default.feed(ev("hubspot:1", "hubspot.contact:7"), ev("hubspot:2", "hubspot.company:1", "hubspot.contact:7"))
+    assert default.account("hubspot.contact:7") == "acct:hubspot.company:1"
+    # A vendor the core has never heard of, declared in the journey's identity config.
+    config = IdentityConfig(namespaces={**IdentityConfig().namespaces, "pipedrive.person": "person",
+                                        "pipedrive.org": "crm_account"},
+                            anchor_preference=("pipedrive.org", *IdentityConfig().anchor_preference))
+    w = World(config)
+    w.feed(ev("pipedrive:1", "pipedrive.person:5"), ev("pipedrive:2", "pipedrive.org:9", "pipedrive.person:5"))
+    assert w.account("pipedrive.person:5") == "acct:pipedrive.org:9"
+    # Unconfigured, the same person id would have anchored its own account and been merged as an equal.
+    plain = World()
+    plain.feed(ev("pipedrive:1", "pipedrive.person:5"))
+    assert plain.account("pipedrive.person:5") == "acct:pipedrive.person:5"
