@@ -53,6 +53,7 @@ class FakeVendorApi:
         self.zendesk = load("zendesk", "ticket_events.json")["ticket_events"]
         self.salesforce = load("salesforce", "opportunity.json")["records"]
         self.segment = [line for line in (PAGES / "segment" / "export.ndjson").read_bytes().split(b"\n") if line]
+        self.objects: dict[str, Any] = {}     # single-object reads (enrichment): path → JSON body
         self.log: list[tuple[float, str, int]] = []
         self.faults: list[tuple[str, int, dict[str, str]]] = []   # (path prefix, status, headers), used once each
         self.hang_at: int | None = None       # the n-th data request never answers
@@ -70,6 +71,8 @@ class FakeVendorApi:
         app.router.add_get("/services/data/v60.0/query", self.salesforce_query)
         app.router.add_get("/services/data/v60.0/query/{locator}", self.salesforce_more)
         app.router.add_get("/v1/export", self.segment_export)
+        app.router.add_get("/crm/v3/objects/{type}/{id}", self.single_object)
+        app.router.add_get("/api/v2/tickets/{id}", self.single_object)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -158,6 +161,13 @@ class FakeVendorApi:
             self._locators[locator] = rest
             out["nextRecordsUrl"] = f"/services/data/v60.0/query/{locator}"
         return web.json_response(out)
+
+    # -- one object by id (HubSpot CRM v3, Zendesk tickets): what enrichment reads
+    async def single_object(self, request: web.Request) -> web.Response:
+        body = self.objects.get(request.path)
+        if body is None:
+            return web.json_response({"status": "error", "message": "resource not found"}, status=404)
+        return web.json_response(body)
 
     # -- Segment-spec NDJSON export with an opaque cursor
     async def segment_export(self, request: web.Request) -> web.Response:
