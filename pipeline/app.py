@@ -52,8 +52,10 @@ from schemas import topics as T
 from schemas.accounts import AccountBatch, AccountMessage
 from pipeline.tables import CommittedOffsets, checkpointed_table, source_position
 from schemas.base import utcnow
+from schemas.cloudevents import ce_headers, source_for
 from schemas.events import DeadLetter, LifecycleEvent
 from schemas.handoffs import Handoff
+from schemas.identity import parse_identity_record
 from schemas.sla import SlaBreach, SlaBreachStatus
 from schemas.transitions import StageTransition
 
@@ -299,7 +301,9 @@ class LifecyclePipeline:
         self._outbox, self._outbox_done, self._sends = [], [], []
         self._outbox_since = time.monotonic()
         for topic, key, value in sends:
-            await topic.send(key=key, value=value, force=True)
+            headers = (ce_headers(parse_identity_record(value), source_for(self.settings.app_id))
+                       if topic is self.identity_topic else None)
+            await topic.send(key=key, value=value, headers=headers, force=True)
         if outbox:
             await self.route(outbox)
         for pending in done:
@@ -418,6 +422,7 @@ class LifecyclePipeline:
 
     async def _publish(self, emitted: Emitted) -> None:
         key, out, msg = emitted.account_id, emitted.outputs, emitted.message
+        source = source_for(self.settings.app_id)  # CloudEvents headers (schemas.cloudevents)
         if out.outcome is not None:
             metrics.child(metrics.ENGINE_OUTCOMES, out.outcome.value).inc()
         for tr in out.transitions:
@@ -426,15 +431,15 @@ class LifecyclePipeline:
                 metrics.child(metrics.TIME_IN_STAGE, tr.from_stage).observe(tr.time_in_previous_stage_seconds)
             if msg.event is not None:
                 metrics.PROCESSING_LATENCY.observe(max(0.0, (tr.emitted_at - msg.event.ingested_at).total_seconds()))
-            await self.transitions_topic.send(key=key, value=tr, force=True)
+            await self.transitions_topic.send(key=key, value=tr, headers=ce_headers(tr, source), force=True)
         for ho in out.handoffs:
             metrics.child(metrics.HANDOFFS, ho.from_team or "none", ho.to_team, ho.status.value).inc()
-            await self.handoffs_topic.send(key=key, value=ho, force=True)
+            await self.handoffs_topic.send(key=key, value=ho, headers=ce_headers(ho, source), force=True)
         for br in out.breaches:
             metrics.child(metrics.SLA_BREACHES, br.sla_id, br.severity, br.status.value).inc()
             if br.status is SlaBreachStatus.BREACHED and msg.type in ("tick", "clock"):
                 metrics.SLA_DETECTION_DELAY.observe(max(0.0, (br.emitted_at - br.deadline).total_seconds()))
-            await self.breaches_topic.send(key=key, value=br, force=True)
+            await self.breaches_topic.send(key=key, value=br, headers=ce_headers(br, source), force=True)
 
     def _note_failure(self, exc: BaseException) -> None:
         """A dead agent makes the worker unready (it will not process anything more)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from schemas.cloudevents import TYPES
 from schemas.events import LifecycleEvent
 from schemas.topics import PUBLIC
 
@@ -18,6 +19,8 @@ def export_json_schemas(directory: Path) -> list[Path]:
         schema = model.model_json_schema()
         schema["$id"] = f"lifecycle-pipeline/{model.__name__}"
         schema["x-topics"] = [spec.name for spec in PUBLIC if model in spec.models]
+        if types := sorted(t for t, m in TYPES.items() if m is model):  # CloudEvents ce_type values
+            schema["x-cloudevents-types"] = types
         path.write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")
         written.append(path)
     return written

@@ -25,6 +25,9 @@ def test_export_writes_valid_schemas_that_accept_real_records(tmp_path):
         jsonschema.Draft202012Validator.check_schema(schema)
     schema = files["StageTransition.schema.json"]
     assert schema["x-topics"] == [T.STAGE_TRANSITIONS]
+    assert schema["x-cloudevents-types"] == ["org.lifecyclepipeline.lifecycle.stage.transitioned"]
+    assert "org.lifecyclepipeline.lifecycle.sla.met_late" in files["SlaBreach.schema.json"]["x-cloudevents-types"]
+    assert "x-cloudevents-types" not in files["RawRecord.schema.json"]  # inputs are not CloudEvents
     now = datetime(2026, 3, 2, tzinfo=timezone.utc)
     record = StageTransition(transition_id=StageTransition.make_id("a", "SQL", "e1"), account_id="a",
                              from_stage="MQL", to_stage="SQL", occurred_at=now, trigger_event_id="e1",
