@@ -61,6 +61,67 @@ def demo(accounts: int, seed: int) -> None:
     run_demo(Settings.from_env(), accounts=accounts, seed=seed, echo=click.echo)
 
 
+@main.command("run")
+@click.argument("exports", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--vendor", default=None, help="Vendor of every export (default: told from each file's content).")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+def run_cmd(exports: tuple[Path, ...], vendor: str | None, no_progress: bool) -> None:
+    """Run the main job on your own EXPORTS (files or directories: NDJSON, JSON array, RawRecord
+    JSONL, .gz) on the embedded broker; print the summary; keep the read model for `lifecycle report`."""
+    from pipeline.drive.run import RunError, run_exports
+
+    try:
+        run_exports(Settings.from_env(), list(exports), vendor=vendor, progress=not no_progress, echo=click.echo)
+    except RunError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+@main.command()
+@click.option("--webhook-port", default=8080, show_default=True, type=int)
+@click.option("--allow-unsigned", multiple=True, metavar="VENDOR",
+              help="Accept unsigned webhooks from VENDOR when it has no secret (local trials only). Repeatable.")
+def up(webhook_port: int, allow_unsigned: tuple[str, ...]) -> None:
+    """Embedded broker + worker + webhook receiver until Ctrl-C; prints the URLs and the
+    KAFKA_BOOTSTRAP_SERVERS for other shells (connectors, lifecycle tail, reports)."""
+    from pipeline.drive.run import run_up
+
+    run_up(Settings.from_env(), webhook_port=webhook_port, allow_unsigned=allow_unsigned, echo=click.echo)
+
+
+@main.command()
+@click.option("--port", default=None, type=int, help="Port on 127.0.0.1 (default: a free one).")
+def broker(port: int | None) -> None:
+    """The embedded Kafka-compatible broker alone, until Ctrl-C."""
+    from pipeline.drive.run import run_broker
+
+    run_broker(port, echo=click.echo)
+
+
+@main.command()
+@click.argument("topic")
+@click.option("--account", default=None, help="Only records of this account.")
+@click.option("--from-beginning", is_flag=True, help="Start at the beginning (default: new records only).")
+@click.option("--no-follow", is_flag=True, help="Stop at the end instead of waiting for more.")
+@click.option("--json", "as_json", is_flag=True, help="The records' JSON, one per line.")
+def tail(topic: str, account: str | None, from_beginning: bool, no_follow: bool, as_json: bool) -> None:
+    """Watch an output TOPIC (stage-transitions, handoffs, sla-breaches, identity, dead-letter, ...)."""
+    from pipeline.tail import lines, resolve_topic
+
+    settings = Settings.from_env()
+    if not settings.bootstrap_servers:
+        raise click.UsageError("set KAFKA_BOOTSTRAP_SERVERS (lifecycle up prints it)")
+    try:
+        name = resolve_topic(topic)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="TOPIC") from None
+    try:
+        for line in lines(settings.bootstrap_servers, name, as_json, account=account, from_beginning=from_beginning,
+                          follow=not no_follow):
+            click.echo(line)
+    except KeyboardInterrupt:
+        pass
+
+
 @main.command()
 @click.option("--accounts", default=600, show_default=True, help="Accounts in the generated sample (scales events).")
 @click.option("--records", type=click.IntRange(min=1), default=None,

@@ -43,8 +43,30 @@ def feed_sample(bootstrap: str, path: Path) -> int:
     return asyncio.run(run())
 
 
-def run_demo(settings: Settings, accounts: int = 40, seed: int = 7, echo: Echo = print) -> Summary:
+def process_and_summarize(s: Settings, echo: Echo, timeout: float = 150) -> Summary:
+    """Wait until the worker has processed everything (and the SLA clock has reached the wall
+    clock), then print and return the summary of what it emitted."""
     from pipeline.journey import load_journey
+
+    assert s.bootstrap_servers
+    topics = consumed_topics()
+    took = wait_caught_up(s.bootstrap_servers, s.app_id, topics, timeout=timeout)
+    echo(f"processed in {took:.1f}s; waiting for the SLA clock to reach the wall clock ...")
+    time.sleep(4 * s.timer_interval)
+    wait_caught_up(s.bootstrap_servers, s.app_id, topics, timeout=60)
+    summary = Summary.build(
+        read_topic(s.bootstrap_servers, T.STAGE_TRANSITIONS, StageTransition),
+        read_topic(s.bootstrap_servers, T.HANDOFFS, Handoff),
+        read_topic(s.bootstrap_servers, T.SLA_BREACHES, SlaBreach),
+        read_topic(s.bootstrap_servers, T.DEAD_LETTER, DeadLetter),
+        merged={r.from_account for m in read_topic(s.bootstrap_servers, T.IDENTITY)
+                if isinstance(r := parse_identity_record(m.value), AccountMerged)},
+    )
+    echo(summary.render([st.id for st in load_journey(s.journey_path).stages]))
+    return summary
+
+
+def run_demo(settings: Settings, accounts: int = 40, seed: int = 7, echo: Echo = print) -> Summary:
     from pipeline.sample import SampleConfig, expected_dead_letters, generate, write_jsonl
 
     started = time.monotonic()
@@ -65,21 +87,7 @@ def run_demo(settings: Settings, accounts: int = 40, seed: int = 7, echo: Echo =
             echo(f"worker ready in {time.monotonic() - started:.1f}s (web {worker.url})")
             fed = feed_sample(s.bootstrap_servers, sample)
             echo(f"fed {fed} records through the file-replay connector")
-            topics = consumed_topics()
-            took = wait_caught_up(s.bootstrap_servers, s.app_id, topics, timeout=150)
-            echo(f"processed in {took:.1f}s; waiting for the SLA clock to reach the wall clock ...")
-            time.sleep(4 * s.timer_interval)
-            wait_caught_up(s.bootstrap_servers, s.app_id, topics, timeout=60)
-            summary = Summary.build(
-                read_topic(s.bootstrap_servers, T.STAGE_TRANSITIONS, StageTransition),
-                read_topic(s.bootstrap_servers, T.HANDOFFS, Handoff),
-                read_topic(s.bootstrap_servers, T.SLA_BREACHES, SlaBreach),
-                read_topic(s.bootstrap_servers, T.DEAD_LETTER, DeadLetter),
-                merged={r.from_account for m in read_topic(s.bootstrap_servers, T.IDENTITY)
-                        if isinstance(r := parse_identity_record(m.value), AccountMerged)},
-            )
-            journey = load_journey(s.journey_path)
-            echo(summary.render([st.id for st in journey.stages]))
+            summary = process_and_summarize(s, echo)
             dl = sum(summary.dead_letters_by_reason.values())
             echo(f"\n(the sample plants {expected_dead_letters(config)} malformed records; {dl} dead-lettered)")
             echo(f"read model: {s.resolved_database_url}  (try: lifecycle report funnel --db {s.resolved_database_url})")
