@@ -38,7 +38,7 @@ from kafka.partitioner.default import murmur2
 
 from pipeline import metrics
 from pipeline.codecs import ORJSON, STR, codec_for
-from pipeline.compat import patch_faust_end_offsets
+from pipeline.compat import patch_faust_durable_commit, patch_faust_end_offsets
 from pipeline.core.account import AccountLogic
 from pipeline.core.identity import IdentityResolver
 from pipeline.ingest import parse_record, resolve_event
@@ -103,6 +103,7 @@ class LifecyclePipeline:
         self.logic = AccountLogic(self.journey, clock=self.wall)
         (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
         patch_faust_end_offsets()
+        patch_faust_durable_commit()
         self.app = _App(settings.app_id, **faust_config(settings))
         self.app.webserver_hooks.append(self._mount_read_model)
         app = self.app
@@ -145,8 +146,11 @@ class LifecyclePipeline:
         self._sends: list[tuple[Any, str, Any]] = []  # identity facts and dead letters found while releasing
         self._clock_sent: set[int] = set()        # partitions with a self-clock in flight
         self._release_lock = asyncio.Lock()
+        self._raw_assigned: set[TP] = set()       # raw partitions this worker owns now
         # ---- accounts: one state machine per owned partition --------------------------------
         self.partitions: dict[int, PartitionLogic] = {}
+        self._account_assigned: set[int] = set()
+        self._accounts_lock = asyncio.Lock()     # held for each batch, so a revoke waits for it
         self.started = False
         self.failed: BaseException | None = None
 
@@ -160,6 +164,7 @@ class LifecyclePipeline:
             self.sink = ReadModelSink(settings.resolved_database_url)
             sink_topic = app.topic(*SINK_TOPICS, value_serializer="raw", key_serializer="raw")
             app.agent(sink_topic, name="readmodel")(self.sink.run)
+            app.timer(0.1)(self.sink.flush_due)
         app.on_partitions_revoked.connect(self._on_revoked)
         app.on_partitions_assigned.connect(self._on_assigned)
         app.task(self._mark_started)
@@ -203,9 +208,13 @@ class LifecyclePipeline:
             async with self._release_lock:
                 await self._flush_outbox()
                 await self.app.consumer.commit()
-        for tp in revoked:
-            if tp.topic == T.ACCOUNT_EVENTS:
-                self.partitions.pop(tp.partition, None)
+        self._raw_assigned -= revoked
+        # A batch in hand finishes (writes and ack) before its partition may move.
+        async with self._accounts_lock:
+            for tp in revoked:
+                if tp.topic == T.ACCOUNT_EVENTS:
+                    self._account_assigned.discard(tp.partition)
+                    self.partitions.pop(tp.partition, None)
 
     async def _on_assigned(self, sender: Any, assigned: set[TP], **kwargs: Any) -> None:
         """Raw partitions that moved away: forget what was queued (the new owner re-reads it from
@@ -215,11 +224,12 @@ class LifecyclePipeline:
             if tp not in assigned:
                 self.merge.drop_partition(tp)
                 self._next_offset.pop(tp, None)
-        for tp in assigned:
-            if tp.topic in T.RAW.values():
-                self.merge.add_partition(tp)
-            elif tp.topic == T.ACCOUNT_EVENTS:
-                self.partitions.pop(tp.partition, None)  # rebuilt from the recovered tables
+        self._raw_assigned = {tp for tp in assigned if tp.topic in T.RAW.values()}
+        self._account_assigned = {tp.partition for tp in assigned if tp.topic == T.ACCOUNT_EVENTS}
+        for tp in self._raw_assigned:
+            self.merge.add_partition(tp)
+        for partition in self._account_assigned:
+            self.partitions.pop(partition, None)  # rebuilt from the recovered tables
 
     # ---- ingest: raw → merge → identity → account topic --------------------------------
     async def _ingest(self, stream: faust.StreamT) -> None:
@@ -231,6 +241,8 @@ class LifecyclePipeline:
             async for event in stream.noack().events():
                 message = event.message
                 tp = TP(message.topic, message.partition)
+                if tp not in self._raw_assigned:
+                    continue  # buffered before a rebalance took it away: its new owner reads it
                 if message.offset < self._next_offset.get(tp, 0):
                     continue  # delivered again after a rebalance: already in the merge
                 parsed = await self._parse(event)
@@ -388,28 +400,38 @@ class LifecyclePipeline:
 
     # ---- accounts ----------------------------------------------------------------------
     async def _accounts(self, stream: faust.StreamT) -> None:
-        """Each batch through its partition's state machine; state written once per batch."""
+        """Each batch through its partition's state machine; state written once per batch.
+
+        Acks are manual: Faust's auto-ack acknowledges the message in hand when the agent is
+        cancelled (SIGTERM), so a batch cut off before its table writes was committed as done."""
         try:
-            async for event in stream.events():
-                partition = event.message.partition
-                logic = self.partitions.get(partition)
-                if logic is None:
-                    logic = self.partitions[partition] = self._load_partition(partition)
-                batch: AccountBatch = event.value
-                self._clock_sent.discard(partition)
-                result = logic.process(batch.messages, self.accounts, self.journals, self.deadlines, self.progress)
-                for emitted in result.emitted:
-                    await self._publish(emitted)
-                if result.forward:
-                    await self.route(result.forward)
-                _write(self.accounts, result.states)
-                _write(self.journals, result.journals)
-                _write(self.deadlines, result.deadlines)
-                _write(self.progress, result.readings)
-                self.progress[str(partition)] = logic.progress.to_dict()
+            async for event in stream.noack().events():
+                async with self._accounts_lock:
+                    await self._account_batch(event)
         except BaseException as exc:
             self._note_failure(exc)
             raise
+
+    async def _account_batch(self, event: Any) -> None:
+        partition = event.message.partition
+        if partition not in self._account_assigned:
+            return  # buffered before a rebalance took the partition away: its new owner reads it
+        logic = self.partitions.get(partition)
+        if logic is None:
+            logic = self.partitions[partition] = self._load_partition(partition)
+        batch: AccountBatch = event.value
+        self._clock_sent.discard(partition)
+        result = logic.process(batch.messages, self.accounts, self.journals, self.deadlines, self.progress)
+        for emitted in result.emitted:
+            await self._publish(emitted)
+        if result.forward:
+            await self.route(result.forward)
+        _write(self.accounts, result.states)
+        _write(self.journals, result.journals)
+        _write(self.deadlines, result.deadlines)
+        _write(self.progress, result.readings)
+        self.progress[str(partition)] = logic.progress.to_dict()
+        event.ack()
 
     def _load_partition(self, partition: int) -> PartitionLogic:
         logic = PartitionLogic(self.logic, partition)

@@ -1,6 +1,15 @@
-"""Where a broker's answer is short of the truth, read the truth.
+"""Two places where Faust (or the broker under it) would let a restart lose what it had
+acknowledged; each is patched here, once, at the narrowest point.
 
-Tansu (the embedded broker) answers ListOffsets(latest) with the base offset of
+**Commit only what is durable.** Faust commits the offsets of acknowledged
+messages on a timer, without waiting for what processing them wrote: table
+changelog records sit in Faust's producer buffer and in aiokafka's send queue
+for a while. A kill -9 in that window left offsets committed past state that
+never reached the broker. ``patch_faust_durable_commit`` makes every commit
+first drain the buffer and flush the producer; if the producer cannot (it is
+stopping), the commit is skipped and the input is processed again.
+
+**Read to the true end.** Tansu (the embedded broker) answers ListOffsets(latest) with the base offset of
 the last *batch* + 1, short of the end after a batched produce. Faust's table
 recovery asks exactly that to know where a changelog ends, so on Tansu it
 stopped reading a changelog before its last batch and a restarted worker
@@ -11,6 +20,8 @@ on Apache Kafka the read finds nothing more and costs one empty fetch.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -20,6 +31,8 @@ from aiokafka.structs import TopicPartition
 from pipeline.kafka_clients import client_kwargs
 
 _PATCHED = False
+_DURABLE_PATCHED = False
+DRAIN_TIMEOUT = 30.0  # seconds a commit waits for the producer buffer to drain
 
 
 async def read_end_offsets(bootstrap: list[str], tps: Iterable[Any], listed: Mapping[Any, int]) -> dict[Any, int]:
@@ -67,3 +80,47 @@ def patch_faust_end_offsets() -> None:
 
     AIOKafkaConsumerThread._highwaters = _highwaters
     _PATCHED = True
+
+
+async def drain_producer(producer: Any, timeout: float = DRAIN_TIMEOUT) -> bool:
+    """Wait until everything handed to Faust's producer so far is on the broker.
+    False when it cannot be (the producer is stopping or stuck)."""
+    buffer = producer.buffer
+    deadline = time.monotonic() + timeout
+    while buffer.size or getattr(buffer, "_lc_in_flight", 0):
+        if buffer.should_stop or producer.should_stop or time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.002)
+    await producer.flush()
+    return True
+
+
+def patch_faust_durable_commit() -> None:
+    """Make every offset commit wait until the writes made before it are durable (idempotent)."""
+    global _DURABLE_PATCHED
+    if _DURABLE_PATCHED:
+        return
+    from faust.transport.consumer import Consumer
+    from faust.transport.producer import ProducerBuffer
+
+    send_pending = ProducerBuffer._send_pending
+    commit_offsets = Consumer._commit_offsets
+
+    async def _send_pending(self: Any, fut: Any) -> None:
+        # Taken off the queue but not yet handed to aiokafka: the drain must wait for it too.
+        self._lc_in_flight = getattr(self, "_lc_in_flight", 0) + 1
+        try:
+            await send_pending(self, fut)
+        finally:
+            self._lc_in_flight -= 1
+
+    async def _commit_offsets(self: Any, offsets: Mapping[Any, int], start_new_transaction: bool = True) -> bool:
+        # The offsets are fixed before the drain: writes of later acks may still be buffered.
+        if not await drain_producer(self.app.producer):
+            self.log.warning("commit skipped: the producer could not flush (its input will be processed again)")
+            return False
+        return await commit_offsets(self, offsets, start_new_transaction=start_new_transaction)
+
+    ProducerBuffer._send_pending = _send_pending
+    Consumer._commit_offsets = _commit_offsets
+    _DURABLE_PATCHED = True

@@ -1,15 +1,17 @@
 """The read-model sink agent: output topics → SQL, in batches, idempotently.
 
-Shaped like Quix Streams' batching sink: records are gathered with
-``stream.take`` and flushed in one transaction before their offsets are
-acknowledged, so a crash replays at most the unflushed batch, and the
-deterministic ids make the replay a no-op.
+Shaped like Quix Streams' batching sink: records are gathered and flushed in one
+transaction before their offsets are acknowledged, so a crash replays at most the
+unflushed batch, and the deterministic ids make the replay a no-op. Acks are
+manual: Faust's ``take`` acknowledges a batch when the agent is cancelled, even
+if its flush never finished (a SIGTERM then lost rows).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import faust
@@ -42,6 +44,9 @@ class ReadModelSink:
         self.engine = make_engine(database_url)
         migrate(self.engine)
         self.writer = ReadModelWriter(self.engine)
+        self._pending: list[Any] = []          # events gathered, not yet written (unacknowledged)
+        self._since = time.monotonic()
+        self._lock = asyncio.Lock()
 
     def decode(self, topic: str, value: bytes) -> tuple[list[Any], list[tuple[str, str]]]:
         """One message → records to apply, merges to mark."""
@@ -59,7 +64,23 @@ class ReadModelSink:
             self.writer.mark_merged(from_account, into_account)
 
     async def run(self, stream: faust.StreamT) -> None:
-        async for batch in stream.take_events(BATCH, within=WITHIN):
+        """The agent: gather events; a full batch is flushed at once, the rest by ``flush_due``."""
+        async for event in stream.noack().events():
+            self._pending.append(event)
+            if len(self._pending) >= BATCH:
+                await self.flush_pending()
+
+    async def flush_due(self) -> None:
+        """The timer: flush what waited ``WITHIN`` seconds."""
+        if self._pending and time.monotonic() - self._since >= WITHIN:
+            await self.flush_pending()
+
+    async def flush_pending(self) -> None:
+        """Write the gathered batch in one transaction, then acknowledge it."""
+        async with self._lock:
+            batch, self._pending, self._since = self._pending, [], time.monotonic()
+            if not batch:
+                return
             records: list[Any] = []
             merges: list[tuple[str, str]] = []
             for event in batch:
@@ -73,3 +94,5 @@ class ReadModelSink:
                 records += r
                 merges += m
             await asyncio.to_thread(self.flush, records, merges)
+            for event in batch:
+                event.ack()
