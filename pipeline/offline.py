@@ -102,11 +102,15 @@ class AccountPartitions:
         self.journals: dict[str, LifecycleEvent] = {}
         self.deadlines: dict[str, float] = {}
         self.progress: dict[str, Any] = {}
+        self._where: dict[str, int] = {}   # account → partition (murmur2 is hot otherwise)
 
     def route(self, messages: Iterable[AccountMessage]) -> None:
-        n = len(self.queues)
+        queues, where = self.queues, self._where
         for message in messages:
-            self.queues[partition_of(message.account_id, n)].append(message)
+            p = where.get(message.account_id)
+            if p is None:
+                p = where[message.account_id] = partition_of(message.account_id, len(queues))
+            queues[p].append(message)
 
     def drain(self) -> None:
         """Process every queue round-robin, in partition order, until no message is left."""
@@ -149,6 +153,7 @@ class _IdentityGroup:
     """One identity resolver (dict tables, its own seq numbers) and the journeys it feeds."""
 
     def __init__(self, config: IdentityConfig) -> None:
+        self.config = config
         self.resolver = IdentityResolver(config, {}, {})
         self.seq = 0
         self.runs: list[AccountPartitions] = []
@@ -177,14 +182,16 @@ class OfflinePipeline:
         self.until = until
         self.accept_test_mode = accept_test_mode
         self.stats = ReplayStats()
-        groups: dict[IdentityConfig, _IdentityGroup] = {}
+        self.groups: list[_IdentityGroup] = []
         self.runs: list[AccountPartitions] = []
         for journey in journeys:
-            group = groups.setdefault(journey.identity, _IdentityGroup(journey.identity))
+            group = next((g for g in self.groups if g.config == journey.identity), None)
+            if group is None:
+                group = _IdentityGroup(journey.identity)
+                self.groups.append(group)
             run = AccountPartitions(journey, partitions, lambda: now)
             group.runs.append(run)
             self.runs.append(run)
-        self.groups = list(groups.values())
 
     def run(self, sources: Mapping[SourceKey, Iterable[RawInput]],
             progress: Callable[[int], None] | None = None) -> list[ReplayOutput]:

@@ -170,7 +170,7 @@ def vendor_from_name(path: Path, vendors: Sequence[str]) -> str | None:
     return named[0] if len(named) == 1 else None
 
 
-def spool_files(paths: Sequence[Path], spool: Spool, vendor: str | None = None,
+def spool_files(paths: Sequence[str | Path], spool: Spool, vendor: str | None = None,
                 progress: bool = False) -> list[ReplaySummary]:
     """Each export through the file-replay connector into ``spool``, in the order given.
 
@@ -183,7 +183,7 @@ def spool_files(paths: Sequence[Path], spool: Spool, vendor: str | None = None,
     async def run() -> list[ReplaySummary]:
         sink = SpoolSink(spool)
         summaries = []
-        for path in paths:
+        for path in map(Path, paths):
             summaries.append(await replay_file(sink, path, vendor or vendor_from_name(path, known),
                                                progress=progress))
         return summaries
