@@ -68,9 +68,6 @@ class Settings(BaseSettings):
     ssl_check_hostname: bool = Field(True, validation_alias=_env("KAFKA_SSL_CHECK_HOSTNAME"),
                                      description="Verify that a broker's certificate names its host.")
     app_id: str = Field("lifecycle", description="Consumer group / Faust app id; workers with one id share work.")
-    topic_namespace: str = Field("", pattern=r"^[A-Za-z0-9._-]*$",
-                                 description="Prefix of every topic name, so two deployments can share a "
-                                             "cluster (e.g. 'staging.'). Empty: none.")
     partitions: int = Field(4, ge=1, description="Partitions of the account-keyed topics (and their tables).")
 
     # --- Journey and read model ---------------------------------------------------------------------
