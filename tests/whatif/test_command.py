@@ -109,3 +109,22 @@ def test_accounts_route_as_the_worker_routes_them():
         worker = SimpleNamespace(settings=SimpleNamespace(partitions=partitions))
         for account in ("acct:hubspot.company:1", "acct:stripe.customer:cus_9", "acct:segment.group:ws-ü"):
             assert partition_of(account, partitions) == LifecyclePipeline.partition_of(worker, account)  # type: ignore[arg-type]
+
+
+def test_accounts_that_change_stage_say_which_rule(files: SimpleNamespace):
+    """Onboarding only by a kickoff (the product's "Onboarding Started" rule removed): accounts
+    that were in onboarding by that rule are no longer there, and each says so."""
+    rule = "      - kind: product.track\n        where: {event: [Onboarding Started]}\n"
+    text = SHIPPED.read_text()
+    assert text.count(rule) == 1
+    proposed = files.tmp / "kickoff-only.yaml"
+    proposed.write_text(text.replace(rule, ""))
+    demo = sample_file(files.tmp, 40)   # the demo sample: one account got there by that rule
+    run = whatif("--journey", str(proposed), "--from-files", str(demo), "--format", "json")
+    assert run.returncode == 0, run.stderr
+    changes = json.loads(run.stdout)["accounts"]
+    assert changes
+    for change in changes:
+        assert change["baseline_stage"] == "onboarding" and change["proposed_stage"] != "onboarding"
+        assert "stages[3].entry[1] (product.track where {'event': ['Onboarding Started']})" in change["baseline_rule"]
+        assert change["proposed_rule"].startswith(f"{change['proposed_stage']} on ")
