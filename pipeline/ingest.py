@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from pydantic import ValidationError
@@ -34,8 +34,17 @@ class Parsed:
     ignored: tuple[str, str] | None = None  # (vendor, type) of a payload with no lifecycle meaning
 
 
-def parse_record(value: bytes, topic: str, origin: str, *, now: datetime, accept_test_mode: bool) -> Parsed:
-    """One raw record → its canonical events. Stateless; never raises for bad input."""
+DEFAULT_FUTURE_SKEW = timedelta(hours=1)   # Settings.future_skew_seconds' default
+
+
+def parse_record(value: bytes, topic: str, origin: str, *, now: datetime, accept_test_mode: bool,
+                 future_skew: timedelta = DEFAULT_FUTURE_SKEW) -> Parsed:
+    """One raw record → its canonical events. Stateless; never raises for bad input.
+
+    An event dated beyond ``now + future_skew`` is dead-lettered (``future_event_time``): its
+    time would move the SLA clock (the partition's event-time watermark) ahead of the wall
+    clock and fire every deadline up to that date. Sources whose own policy corrects client
+    clocks (Segment's sentAt/receivedAt) have done so in their parser, before this check."""
     source = topic.rsplit(".", 1)[-1]
     try:
         raw = RawRecord.model_validate_json(value)
@@ -63,6 +72,11 @@ def parse_record(value: bytes, topic: str, origin: str, *, now: datetime, accept
         return dead("parser_error", f"{type(exc).__name__}: {exc}")
     if not accept_test_mode and is_test_mode(raw, canonical):
         return dead("test_mode", "test-mode event (e.g. livemode=false); set LIFECYCLE_ACCEPT_TEST_MODE=1 to accept")
+    future = [e for e in canonical if e.occurred_at > now + future_skew]
+    if future:
+        first = min(future, key=lambda e: e.occurred_at)
+        return dead("future_event_time", f"event {first.event_id} ({first.kind}) is dated {first.occurred_at.isoformat()}, "
+                                         f"beyond now {now.isoformat()} + {future_skew} (LIFECYCLE_FUTURE_SKEW_SECONDS)")
     return Parsed("accepted", source, events=canonical)
 
 

@@ -36,7 +36,7 @@ from pipeline.core.identity import IdentityResolver
 from pipeline.core.merge import Item, SourceMerge
 from pipeline.core.partition import PartitionLogic
 from pipeline.core.state import AccountState
-from pipeline.ingest import parse_record, resolve_event
+from pipeline.ingest import DEFAULT_FUTURE_SKEW, parse_record, resolve_event
 from pipeline.journey import IdentityConfig, JourneyDefinition
 from schemas.accounts import AccountMessage
 from schemas.events import DeadLetter, LifecycleEvent
@@ -172,7 +172,7 @@ class OfflinePipeline:
 
     def __init__(self, journeys: Sequence[JourneyDefinition], *, now: datetime, partitions: int = 4,
                  accept_test_mode: bool = False, allowed_lateness_seconds: float = 0.0,
-                 until: datetime | None = None) -> None:
+                 until: datetime | None = None, future_skew: timedelta = DEFAULT_FUTURE_SKEW) -> None:
         if partitions < 1:
             raise ValueError("partitions must be at least 1")
         self.now = now
@@ -181,6 +181,7 @@ class OfflinePipeline:
             self.clock_at = min(self.clock_at, until)
         self.until = until
         self.accept_test_mode = accept_test_mode
+        self.future_skew = future_skew
         self.stats = ReplayStats()
         self.groups: list[_IdentityGroup] = []
         self.runs: list[AccountPartitions] = []
@@ -234,7 +235,7 @@ class OfflinePipeline:
         for raw in reader:
             n += 1
             parsed = parse_record(raw.value, raw.topic, f"{raw.topic}/{raw.partition}/{raw.offset}", now=self.now,
-                                  accept_test_mode=self.accept_test_mode)
+                                  accept_test_mode=self.accept_test_mode, future_skew=self.future_skew)
             if parsed.dead_letter is not None:
                 stats.dead_letters.append(parsed.dead_letter)
             elif parsed.ignored is not None:

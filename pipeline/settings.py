@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     # The SLA clock is each partition's event-time watermark. Once every input is read to
     # its end, the wall clock minus this lateness moves it on (checked every timer_interval).
     allowed_lateness_seconds: float = Field(0.0, ge=0)
+    # An event dated beyond now + this skew is dead-lettered as future_event_time at parse: one
+    # future date would otherwise move its partition's SLA clock ahead of the wall clock.
+    future_skew_seconds: float = Field(3600.0, ge=0)
     timer_interval: float = Field(1.0, gt=0)
     # The wall clock, pinned: when set (ISO 8601), the worker reads this instant instead of the
     # real time. For replays and the consistency verifier, where "now" must be an input too.

@@ -78,6 +78,7 @@ class SegmentParser(VendorParser):
         occurred_at = first_time(payload, _TIME_FIELDS)
         if occurred_at is None:
             raise ParseError("missing_field", f"segment {call} {message_id} has no timestamp")
+        occurred_at, corrected = _corrected_time(payload, occurred_at, ingested_at)
 
         user = ident("segment.user", payload.get("userId"))
         anonymous = ident("segment.anonymous", payload.get("anonymousId"))
@@ -115,8 +116,23 @@ class SegmentParser(VendorParser):
             attrs = {"traits": {}, "alias": True, "previous_id": previous}
             links.append(link(user, ident(namespace, previous), "segment alias previousId"))
 
+        if corrected:
+            attrs["time_corrected"] = True
         return [self.event(kind, message_id, occurred_at, ingested_at, [group, domain, user, anonymous],
                            links=links, person=who, attributes=attrs)]
+
+
+def _corrected_time(payload: dict[str, Any], occurred_at: datetime, ingested_at: datetime) -> tuple[datetime, bool]:
+    """Segment's policy for client clocks: a call can only have happened before it was received,
+    so a time after ``receivedAt`` (else our ingestion time) is a device clock running ahead.
+    Segment's own correction applies, ``receivedAt - (sentAt - timestamp)``, capped at the
+    receive time; without ``sentAt`` the receive time is the best estimate."""
+    received = first_time(payload, ("receivedAt",)) or ingested_at
+    if occurred_at <= received:
+        return occurred_at, False
+    sent = first_time(payload, ("sentAt",))
+    fixed = received - (sent - occurred_at) if sent is not None else received
+    return min(fixed, received), True
 
 
 PARSER = SegmentParser()
