@@ -7,7 +7,8 @@ Four native shapes, each recognised by what only it has:
    event_type: "Audit", child_events: [...]}``. Child events are flat: a
    ``Create`` child sets one field (``{"status": "new", "event_type": "Create"}``),
    a ``Change`` child carries the new value and ``previous_value``.
-2. A Ticket Audits API item (``GET /api/v2/tickets/{id}/audits``): ``{id, ticket_id,
+2. A Ticket Audits API item (``GET /api/v2/tickets/{id}/audits`` or ``/api/v2/ticket_audits``; a page
+   ``{"audits": [...]}`` splits into its items): ``{id, ticket_id,
    created_at, author_id, via, events: [{type: "Create", field_name, value}, …]}``.
 3. A native event webhook: ``{type: "zen:event-type:ticket.<what>", id, time,
    zendesk_event_version, subject: "zen:ticket:<id>", detail: <ticket>, event: <the change>}``.
@@ -96,7 +97,9 @@ def _score(value: Any, ticket_id: Any) -> str:
 class ZendeskParser(VendorParser):
     vendor = "zendesk"
     source = SourceKind.SUPPORT
-    containers = ("ticket_events",)
+    # An incremental export page holds ``ticket_events``; a Ticket Audits API page (account-wide or one
+    # ticket's) holds ``audits``: either splits into one audit per raw record.
+    containers = ("ticket_events", "audits")
 
     def native_id(self, payload: dict[str, Any]) -> str | None:
         if _is_native(payload):
