@@ -134,10 +134,10 @@ if __name__ == "__main__":  # python -m connectors.bench [n]
 
     from pipeline.broker import EmbeddedBroker
     from pipeline.topics import ensure_topics
-    from schemas.topics import all_topic_names
+    from pipeline.settings import topics_for
 
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
     with EmbeddedBroker() as broker:
-        ensure_topics(broker.bootstrap_servers, all_topic_names(), partitions=1)
+        ensure_topics(broker.bootstrap_servers, topics_for().all_names(), partitions=1)  # the sink's namespace
         for name, rate in bench_transports(broker.bootstrap_servers, count).items():
             print(f"{name:8s} {rate:10,.0f} records/s  (n={count})")

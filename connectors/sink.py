@@ -1,9 +1,10 @@
 """The one Kafka producer every transport writes through.
 
 Webhook, file replay and polling differ in how records arrive, not in how they
-leave: a raw record goes to ``lifecycle.raw.<source>`` keyed by the parser's
-ordering key with its stable event id in a header, and input that cannot be used
-goes to ``lifecycle.dead-letter`` with the reason and the original bytes. Keeping
+leave: a raw record goes to ``lifecycle.raw.<source>`` (in the deployment's topic
+namespace) keyed by the parser's ordering key with its stable event id in a header,
+and input that cannot be used goes to ``lifecycle.dead-letter`` with the reason and
+the original bytes. Keeping
 that in one place means one set of producer settings (acks=all, batching) and
 one set of counters.
 
@@ -30,9 +31,10 @@ from connectors.cursors import PollRequest
 from connectors.registry import parser_for, to_raw_records, vendor as vendor_of
 from pipeline.kafka_clients import client_kwargs
 from pipeline.metrics import CONNECTOR_LAST_SUCCESS, CONNECTOR_RECORDS, DEAD_LETTERS
+from pipeline.settings import topics_for
 from schemas.base import utcnow
 from schemas.events import DeadLetter, RawRecord, SourceKind
-from schemas.topics import DEAD_LETTER, RAW
+from schemas.topics import Topics
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +85,9 @@ class RecordSink:
 
     def __init__(self, bootstrap_servers: str, *, client_id: str = "lifecycle-connector",
                  linger_ms: int = 5, max_batch_size: int = 256 * 1024, request_timeout_ms: int = 30_000,
-                 enricher: Enriching | None = None, **producer_options: Any) -> None:
+                 enricher: Enriching | None = None, topics: Topics | None = None, **producer_options: Any) -> None:
         self.bootstrap_servers = bootstrap_servers
+        self.topics = topics or topics_for()  # None: the environment's namespace (LIFECYCLE_TOPIC_NAMESPACE)
         self.enricher = enricher  # None: notifications that need their object are dead-lettered
         self._options = dict(bootstrap_servers=bootstrap_servers, client_id=client_id, acks="all",
                              linger_ms=linger_ms, max_batch_size=max_batch_size,
@@ -154,7 +157,7 @@ class RecordSink:
         producer = self._require()
         headers = [(EVENT_ID_HEADER, record.event_id.encode()), ("vendor", record.vendor.encode()),
                    ("transport", record.transport.encode())]
-        delivery = await producer.send(RAW[SourceKind(record.source)], value=record.to_json(),
+        delivery = await producer.send(self.topics.raw[SourceKind(record.source)], value=record.to_json(),
                                        key=self.key_of(record).encode(), headers=headers)
         delivery.add_done_callback(_delivery_counter(record.vendor, record.transport))
         return delivery
@@ -247,7 +250,7 @@ class RecordSink:
         letter = DeadLetter.build(stage=stage, reason=reason, detail=f"{transport}: {detail}", original=raw,
                                   failed_at=utcnow(), source=source, vendor=vendor, origin_ref=origin_ref)
         producer = self._require()
-        delivery = await producer.send(DEAD_LETTER, value=letter.to_json(),
+        delivery = await producer.send(self.topics.dead_letter, value=letter.to_json(),
                                        key=(vendor or letter.dead_letter_id).encode(),
                                        headers=[("dead_letter_id", letter.dead_letter_id.encode()),
                                                 ("reason", reason.encode())])

@@ -48,7 +48,6 @@ from pipeline.core.state import AccountState
 from pipeline.journey import JourneyDefinition, load_journey
 from pipeline.kafka_clients import faust_credentials
 from pipeline.settings import Settings
-from schemas import topics as T
 from schemas.accounts import AccountBatch, AccountMessage
 from pipeline.tables import CommittedOffsets, checkpointed_table, source_position
 from schemas.base import utcnow
@@ -98,6 +97,7 @@ class LifecyclePipeline:
         if not settings.bootstrap_servers:
             raise ValueError("settings.bootstrap_servers must be set (start the embedded broker first)")
         self.settings = settings
+        self.topics = settings.topics  # names in this deployment's namespace
         self.journey = journey or load_journey(settings.journey_path)
         self.wall = _wall_clock(settings.frozen_now)
         self.logic = AccountLogic(self.journey, clock=self.wall)
@@ -109,17 +109,17 @@ class LifecyclePipeline:
         app = self.app
 
         # ---- topics -----------------------------------------------------------------
-        self.raw_topic = app.topic(*T.RAW.values(), value_serializer="raw", key_serializer="raw", partitions=1)
-        self.account_topic = app.topic(T.ACCOUNT_EVENTS, key_serializer=STR,
+        self.raw_topic = app.topic(*self.topics.raw.values(), value_serializer="raw", key_serializer="raw", partitions=1)
+        self.account_topic = app.topic(self.topics.account_events, key_serializer=STR,
                                        value_serializer=codec_for(AccountBatch), partitions=settings.partitions)
-        self.transitions_topic = app.topic(T.STAGE_TRANSITIONS, key_serializer=STR,
+        self.transitions_topic = app.topic(self.topics.stage_transitions, key_serializer=STR,
                                            value_serializer=codec_for(StageTransition), partitions=settings.partitions)
-        self.handoffs_topic = app.topic(T.HANDOFFS, key_serializer=STR, value_serializer=codec_for(Handoff),
+        self.handoffs_topic = app.topic(self.topics.handoffs, key_serializer=STR, value_serializer=codec_for(Handoff),
                                         partitions=settings.partitions)
-        self.breaches_topic = app.topic(T.SLA_BREACHES, key_serializer=STR, value_serializer=codec_for(SlaBreach),
+        self.breaches_topic = app.topic(self.topics.sla_breaches, key_serializer=STR, value_serializer=codec_for(SlaBreach),
                                         partitions=settings.partitions)
-        self.identity_topic = app.topic(T.IDENTITY, key_serializer=STR, value_serializer="raw", partitions=1)
-        self.dead_letter_topic = app.topic(T.DEAD_LETTER, key_serializer=STR, value_serializer=codec_for(DeadLetter),
+        self.identity_topic = app.topic(self.topics.identity, key_serializer=STR, value_serializer="raw", partitions=1)
+        self.dead_letter_topic = app.topic(self.topics.dead_letter, key_serializer=STR, value_serializer=codec_for(DeadLetter),
                                            partitions=1)
 
         # ---- tables: changelogged, recovered to exactly the committed input -----------------
@@ -159,10 +159,10 @@ class LifecyclePipeline:
         app.timer(RELEASE_INTERVAL)(self._ingest_timer)
         app.timer(settings.timer_interval)(self._clock_timer)
         if settings.sink_enabled:
-            from pipeline.sink import SINK_TOPICS, ReadModelSink
+            from pipeline.sink import ReadModelSink, sink_topics
 
-            self.sink = ReadModelSink(settings.resolved_database_url)
-            sink_topic = app.topic(*SINK_TOPICS, value_serializer="raw", key_serializer="raw")
+            self.sink = ReadModelSink(settings.resolved_database_url, self.topics)
+            sink_topic = app.topic(*sink_topics(self.topics), value_serializer="raw", key_serializer="raw")
             app.agent(sink_topic, name="readmodel")(self.sink.run)
             app.timer(0.1)(self.sink.flush_due)
         app.on_partitions_revoked.connect(self._on_revoked)
@@ -203,7 +203,7 @@ class LifecyclePipeline:
     async def _on_revoked(self, sender: Any, revoked: set[TP], **kwargs: Any) -> None:
         """Before partitions may move: send and commit everything released, so the committed
         offsets are exactly what the identity state has seen (the next owner recovers to them)."""
-        raw = {tp for tp in revoked if tp.topic in T.RAW.values()}
+        raw = {tp for tp in revoked if tp.topic in self.topics.raw.values()}
         if raw:
             async with self._release_lock:
                 await self._flush_outbox()
@@ -212,7 +212,7 @@ class LifecyclePipeline:
         # A batch in hand finishes (writes and ack) before its partition may move.
         async with self._accounts_lock:
             for tp in revoked:
-                if tp.topic == T.ACCOUNT_EVENTS:
+                if tp.topic == self.topics.account_events:
                     self._account_assigned.discard(tp.partition)
                     self.partitions.pop(tp.partition, None)
 
@@ -224,8 +224,8 @@ class LifecyclePipeline:
             if tp not in assigned:
                 self.merge.drop_partition(tp)
                 self._next_offset.pop(tp, None)
-        self._raw_assigned = {tp for tp in assigned if tp.topic in T.RAW.values()}
-        self._account_assigned = {tp.partition for tp in assigned if tp.topic == T.ACCOUNT_EVENTS}
+        self._raw_assigned = {tp for tp in assigned if tp.topic in self.topics.raw.values()}
+        self._account_assigned = {tp.partition for tp in assigned if tp.topic == self.topics.account_events}
         for tp in self._raw_assigned:
             self.merge.add_partition(tp)
         for partition in self._account_assigned:

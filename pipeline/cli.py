@@ -104,19 +104,20 @@ def broker(port: int | None) -> None:
 @click.option("--no-follow", is_flag=True, help="Stop at the end instead of waiting for more.")
 @click.option("--json", "as_json", is_flag=True, help="The records' JSON, one per line.")
 def tail(topic: str, account: str | None, from_beginning: bool, no_follow: bool, as_json: bool) -> None:
-    """Watch an output TOPIC (stage-transitions, handoffs, sla-breaches, identity, dead-letter, ...)."""
+    """Watch an output TOPIC (stage-transitions, handoffs, sla-breaches, identity, dead-letter, ...)
+    of this deployment's topic namespace (LIFECYCLE_TOPIC_NAMESPACE)."""
     from pipeline.tail import lines, resolve_topic
 
     settings = Settings.from_env()
     if not settings.bootstrap_servers:
         raise click.UsageError("set KAFKA_BOOTSTRAP_SERVERS (lifecycle up prints it)")
     try:
-        name = resolve_topic(topic)
+        name = resolve_topic(topic, settings.topics)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="TOPIC") from None
     try:
         for line in lines(settings.bootstrap_servers, name, as_json, account=account, from_beginning=from_beginning,
-                          follow=not no_follow):
+                          follow=not no_follow, topics=settings.topics):
             click.echo(line)
     except KeyboardInterrupt:
         pass
@@ -177,7 +178,7 @@ def topics() -> None:
 
 @topics.command("create")
 def topics_create() -> None:
-    """Create every topic the pipeline uses (idempotent)."""
+    """Create every topic the pipeline uses, in LIFECYCLE_TOPIC_NAMESPACE (idempotent)."""
     from pipeline.runtime import create_topics
 
     settings = Settings.from_env()
@@ -195,10 +196,11 @@ def schemas() -> None:
 @schemas.command("export")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 def schemas_export(directory: Path) -> None:
-    """Write one JSON Schema file per record type into DIRECTORY."""
+    """Write one JSON Schema file per record type into DIRECTORY (x-topics: the topic names in
+    LIFECYCLE_TOPIC_NAMESPACE)."""
     from schemas.export import export_json_schemas
 
-    written = export_json_schemas(directory)
+    written = export_json_schemas(directory, Settings.from_env().topics)
     for path in written:
         click.echo(str(path))
 

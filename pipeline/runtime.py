@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 from pipeline.broker import EmbeddedBroker
 from pipeline.settings import Settings
 from pipeline.topics import ensure_topics
-from schemas import topics as T
 
 if TYPE_CHECKING:
     import faust
@@ -31,10 +30,12 @@ def broker_for(settings: Settings) -> Iterator[Settings]:
 
 
 def create_topics(settings: Settings) -> list[str]:
-    """Create every topic of the pipeline (account-keyed ones with ``settings.partitions``)."""
+    """Create every topic of the pipeline in ``settings.topics``' namespace (account-keyed ones with
+    ``settings.partitions``)."""
     assert settings.bootstrap_servers
-    single = [*T.RAW.values(), T.IDENTITY, T.DEAD_LETTER]  # one ordered view for identity
-    keyed = [n for n in T.all_topic_names() if n not in single]
+    topics = settings.topics
+    single = topics.single_partition()  # one ordered view for identity
+    keyed = [n for n in topics.all_names() if n not in single]
     created = ensure_topics(settings.bootstrap_servers, keyed, settings.partitions)
     created += ensure_topics(settings.bootstrap_servers, single, 1)
     return created

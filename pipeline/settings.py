@@ -19,6 +19,8 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
+from schemas.topics import Topics
+
 PREFIX = "LIFECYCLE_"
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -68,6 +70,10 @@ class Settings(BaseSettings):
     ssl_check_hostname: bool = Field(True, validation_alias=_env("KAFKA_SSL_CHECK_HOSTNAME"),
                                      description="Verify that a broker's certificate names its host.")
     app_id: str = Field("lifecycle", description="Consumer group / Faust app id; workers with one id share work.")
+    topic_namespace: str = Field("",
+                                 description="Namespace of every topic name (e.g. 'staging' gives "
+                                             "staging.lifecycle.raw.crm ...), so two deployments can share a "
+                                             "cluster; give each its own LIFECYCLE_APP_ID too. Empty: none.")
     partitions: int = Field(4, ge=1, description="Partitions of the account-keyed topics (and their tables).")
 
     # --- Journey and read model ---------------------------------------------------------------------
@@ -145,6 +151,11 @@ class Settings(BaseSettings):
             datetime.fromisoformat(value.replace("Z", "+00:00"))
         return value
 
+    @field_validator("topic_namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        return Topics(value).namespace  # ValueError says what a namespace may be
+
     @model_validator(mode="after")
     def _security_complete(self) -> Settings:
         if self.security_protocol.startswith("SASL_") and not (self.sasl_username and self.sasl_password):
@@ -160,6 +171,11 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'readmodel.db'}"
+
+    @property
+    def topics(self) -> Topics:
+        """This deployment's topic names (``LIFECYCLE_TOPIC_NAMESPACE``)."""
+        return Topics(self.topic_namespace)
 
     @property
     def tls(self) -> bool:
@@ -188,6 +204,12 @@ class Settings(BaseSettings):
             text = "" if value is None else ("********" if self.is_secret(f) else _env_text(value))
             out.append((self.env_name(f), text))
         return out
+
+
+def topics_for(settings: Settings | None = None) -> Topics:
+    """A deployment's topic names: those of ``settings``, or of the process environment (for code
+    given only a bootstrap string, as ``pipeline.kafka_clients.client_kwargs`` does)."""
+    return (settings if settings is not None else Settings.from_env()).topics
 
 
 def _env_text(value: object) -> str:

@@ -18,29 +18,35 @@ import faust
 from pydantic import BaseModel, ValidationError
 
 from pipeline import metrics
-from schemas import topics as T
 from schemas.handoffs import Handoff
 from schemas.identity import AccountMerged, parse_identity_record
 from schemas.sla import SlaBreach
+from schemas.topics import Topics
 from schemas.transitions import StageTransition
 
 log = logging.getLogger(__name__)
 
-SINK_TOPICS = (T.STAGE_TRANSITIONS, T.HANDOFFS, T.SLA_BREACHES, T.IDENTITY)
-_MODELS: dict[str, type[BaseModel]] = {
-    T.STAGE_TRANSITIONS: StageTransition,
-    T.HANDOFFS: Handoff,
-    T.SLA_BREACHES: SlaBreach,
-}
+
+def sink_topics(topics: Topics) -> tuple[str, ...]:
+    """What the read-model sink consumes."""
+    return topics.stage_transitions, topics.handoffs, topics.sla_breaches, topics.identity
+
+
 BATCH = 1000
 WITHIN = 0.5
 
 
 class ReadModelSink:
-    def __init__(self, database_url: str | None) -> None:
+    def __init__(self, database_url: str | None, topics: Topics) -> None:
         from pipeline.readmodel.engine import make_engine, migrate
         from pipeline.readmodel.writer import ReadModelWriter
 
+        self.topics = topics
+        self._models: dict[str, type[BaseModel]] = {
+            topics.stage_transitions: StageTransition,
+            topics.handoffs: Handoff,
+            topics.sla_breaches: SlaBreach,
+        }
         self.engine = make_engine(database_url)
         migrate(self.engine)
         self.writer = ReadModelWriter(self.engine)
@@ -50,12 +56,12 @@ class ReadModelSink:
 
     def decode(self, topic: str, value: bytes) -> tuple[list[Any], list[tuple[str, str]]]:
         """One message → records to apply, merges to mark."""
-        if topic == T.IDENTITY:
+        if topic == self.topics.identity:
             record = parse_identity_record(value)
             if isinstance(record, AccountMerged):
                 return [], [(record.from_account, record.into_account)]
             return [], []
-        return [_MODELS[topic].model_validate_json(value)], []
+        return [self._models[topic].model_validate_json(value)], []
 
     def flush(self, records: list[Any], merges: list[tuple[str, str]]) -> None:
         if records:

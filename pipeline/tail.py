@@ -14,27 +14,24 @@ from kafka import KafkaConsumer, TopicPartition
 
 from pipeline.kafka_clients import client_kwargs
 from pipeline.topic_reads import READ_FETCH, true_end_offsets
-from schemas import topics as T
 from schemas.base import Record
 from schemas.events import DeadLetter
 from schemas.handoffs import Handoff
 from schemas.identity import AccountMerged, IdentityDecision, parse_identity_record
 from schemas.sla import SlaBreach
+from schemas.topics import DEFAULT, Topics
 from schemas.transitions import StageTransition
 
 
-def resolve_topic(name: str) -> str:
-    """A topic by its full name or its short one (``stage-transitions``, ``handoffs``, ...)."""
-    names = T.all_topic_names()
-    for full in names:
-        if name in (full, full.removeprefix("lifecycle.")):
-            return full
-    raise ValueError(f"unknown topic {name!r}; known: {', '.join(n.removeprefix('lifecycle.') for n in names)}")
+def resolve_topic(name: str, topics: Topics = DEFAULT) -> str:
+    """A topic of ``topics``' namespace by its full name or its short one (``stage-transitions``,
+    ``handoffs``, ...)."""
+    return topics.resolve(name)
 
 
-def decode(topic: str, value: bytes) -> Record | None:
-    spec = next(s for s in T.PUBLIC if s.name == topic)
-    if topic == T.IDENTITY:
+def decode(topic: str, value: bytes, topics: Topics = DEFAULT) -> Record | None:
+    spec = topics.spec(topic)
+    if topic == topics.identity:
         return parse_identity_record(value)
     if len(spec.models) == 1:
         return spec.models[0].model_validate_json(value)
@@ -71,7 +68,8 @@ def render(record: Record | None, value: bytes) -> str:
 
 
 def tail(bootstrap: str, topic: str, account: str | None = None, from_beginning: bool = False,
-         follow: bool = True, poll_seconds: float = 0.5) -> Iterator[tuple[Record | None, bytes]]:
+         follow: bool = True, poll_seconds: float = 0.5,
+         topics: Topics = DEFAULT) -> Iterator[tuple[Record | None, bytes]]:
     """Records of ``topic`` (of one account if given), as they arrive; with ``follow=False`` stop
     at the end the topic had when reading started."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, **READ_FETCH,
@@ -90,7 +88,7 @@ def tail(bootstrap: str, topic: str, account: str | None = None, from_beginning:
                         remaining.discard(tp)
                     if m.value is None:
                         continue
-                    record = decode(topic, m.value)
+                    record = decode(topic, m.value, topics)
                     if account is None or account in account_of(record):
                         yield record, m.value
             if not follow and not from_beginning:

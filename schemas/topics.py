@@ -1,11 +1,23 @@
 """Every topic the pipeline reads or writes, in one place.
 
-Raw topics carry ``RawRecord``; the rest carry the model named beside them.
+A deployment's topic names are a function of its namespace (``LIFECYCLE_TOPIC_NAMESPACE``):
+:class:`Topics` holds them, built from settings (``Settings.topics``), so two deployments on
+one cluster (staging beside production, a what-if run) never read each other's records. The
+empty namespace gives the plain names (``lifecycle.raw.crm``, ``lifecycle.stage-transitions``,
+...); namespace ``staging`` gives ``staging.lifecycle.raw.crm`` and so on. Faust's own topics
+(table changelogs ``<app id>-<table>-changelog``, the assignor's leader topic) are named after
+the app id, so each deployment also needs its own ``LIFECYCLE_APP_ID`` (its consumer group).
+
+Raw topics carry ``RawRecord``; the rest carry the model named beside them. The module-level
+names (``RAW``, ``STAGE_TRANSITIONS``, ...) are those of the empty namespace, kept for tests and
+tools that inspect a default deployment; code serving a deployment takes its ``Topics``.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from functools import cached_property
 
 from schemas.accounts import AccountBatch
 from schemas.events import DeadLetter, RawRecord, SourceKind
@@ -15,6 +27,10 @@ from schemas.sla import SlaBreach
 from schemas.transitions import StageTransition
 from schemas.base import Record
 
+# Dot-separated words of Kafka's topic characters; no leading, trailing or doubled dot.
+NAMESPACE_PATTERN = r"^([A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*)?$"
+BASE_PREFIX = "lifecycle."
+
 
 @dataclass(frozen=True)
 class TopicSpec:
@@ -23,29 +39,107 @@ class TopicSpec:
     doc: str
 
 
-RAW = {kind: f"lifecycle.raw.{kind.value}" for kind in SourceKind}
+@dataclass(frozen=True)
+class Topics:
+    """The topic names of one deployment: the base names under ``namespace`` (empty: none)."""
+
+    namespace: str = ""
+
+    def __post_init__(self) -> None:
+        if not re.match(NAMESPACE_PATTERN, self.namespace):
+            raise ValueError(f"topic namespace {self.namespace!r}: dot-separated words of letters, digits, "
+                             "'_' and '-' (e.g. 'staging' or 'acme.staging'), or empty")
+
+    def name(self, base: str) -> str:
+        """A base name (``lifecycle.handoffs``) in this namespace."""
+        return f"{self.namespace}.{base}" if self.namespace else base
+
+    @cached_property
+    def raw(self) -> dict[SourceKind, str]:
+        return {kind: self.name(f"lifecycle.raw.{kind.value}") for kind in SourceKind}
+
+    @cached_property
+    def account_events(self) -> str:
+        """Internal: resolved events, ticks and merges, keyed by account id."""
+        return self.name("lifecycle.account-events")
+
+    @cached_property
+    def stage_transitions(self) -> str:
+        return self.name("lifecycle.stage-transitions")
+
+    @cached_property
+    def handoffs(self) -> str:
+        return self.name("lifecycle.handoffs")
+
+    @cached_property
+    def sla_breaches(self) -> str:
+        return self.name("lifecycle.sla-breaches")
+
+    @cached_property
+    def dead_letter(self) -> str:
+        return self.name("lifecycle.dead-letter")
+
+    @cached_property
+    def identity(self) -> str:
+        """Identity decisions and account merges."""
+        return self.name("lifecycle.identity")
+
+    @cached_property
+    def specs(self) -> tuple[TopicSpec, ...]:
+        return (
+            *(TopicSpec(name, (RawRecord,), f"Native {kind.value} payloads from connectors")
+              for kind, name in self.raw.items()),
+            TopicSpec(self.stage_transitions, (StageTransition,), "Every stage change of every account"),
+            TopicSpec(self.handoffs, (Handoff,), "Handoffs between owning teams, re-emitted on each status change"),
+            TopicSpec(self.sla_breaches, (SlaBreach,), "SLA deadlines missed, and late recoveries"),
+            TopicSpec(self.identity, (IdentityDecision, AccountMerged),
+                      "Identity decisions and account merges (audit trail)"),
+            TopicSpec(self.dead_letter, (DeadLetter,), "Input that could not be used, with the reason"),
+            TopicSpec(self.account_events, (AccountBatch,),
+                      "Internal: resolved events, ticks and merges, batched per partition"),
+        )
+
+    def all_names(self) -> list[str]:
+        return [spec.name for spec in self.specs]
+
+    def single_partition(self) -> list[str]:
+        """Topics with one partition: the raw topics, identity and dead letters (one ordered view for identity)."""
+        return [*self.raw.values(), self.identity, self.dead_letter]
+
+    def spec(self, name: str) -> TopicSpec:
+        return next(s for s in self.specs if s.name == name)
+
+    def short(self, name: str) -> str:
+        """A topic's short name, as ``lifecycle tail`` takes it (``stage-transitions``, ``raw.crm``)."""
+        ns = f"{self.namespace}." if self.namespace else ""
+        return name.removeprefix(ns).removeprefix(BASE_PREFIX)
+
+    def resolve(self, name: str) -> str:
+        """A topic of this namespace by its full name or its short one; ValueError if there is none."""
+        for full in self.all_names():
+            if name in (full, self.short(full)):
+                return full
+        raise ValueError(f"unknown topic {name!r}; known: {', '.join(self.short(n) for n in self.all_names())}"
+                         + (f" (namespace {self.namespace!r})" if self.namespace else ""))
+
+
+# ---- the empty namespace's names (a default deployment) ----------------------------------------------
+DEFAULT = Topics()
+RAW = DEFAULT.raw
 RAW_CRM = RAW[SourceKind.CRM]
 RAW_BILLING = RAW[SourceKind.BILLING]
 RAW_PRODUCT = RAW[SourceKind.PRODUCT]
 RAW_SUPPORT = RAW[SourceKind.SUPPORT]
 
-ACCOUNT_EVENTS = "lifecycle.account-events"  # resolved events and ticks, keyed by account id
-STAGE_TRANSITIONS = "lifecycle.stage-transitions"
-HANDOFFS = "lifecycle.handoffs"
-SLA_BREACHES = "lifecycle.sla-breaches"
-DEAD_LETTER = "lifecycle.dead-letter"
-IDENTITY = "lifecycle.identity"               # identity decisions and account merges
+ACCOUNT_EVENTS = DEFAULT.account_events
+STAGE_TRANSITIONS = DEFAULT.stage_transitions
+HANDOFFS = DEFAULT.handoffs
+SLA_BREACHES = DEFAULT.sla_breaches
+DEAD_LETTER = DEFAULT.dead_letter
+IDENTITY = DEFAULT.identity
 
-PUBLIC: tuple[TopicSpec, ...] = (
-    *(TopicSpec(name, (RawRecord,), f"Native {kind.value} payloads from connectors") for kind, name in RAW.items()),
-    TopicSpec(STAGE_TRANSITIONS, (StageTransition,), "Every stage change of every account"),
-    TopicSpec(HANDOFFS, (Handoff,), "Handoffs between owning teams, re-emitted on each status change"),
-    TopicSpec(SLA_BREACHES, (SlaBreach,), "SLA deadlines missed, and late recoveries"),
-    TopicSpec(IDENTITY, (IdentityDecision, AccountMerged), "Identity decisions and account merges (audit trail)"),
-    TopicSpec(DEAD_LETTER, (DeadLetter,), "Input that could not be used, with the reason"),
-    TopicSpec(ACCOUNT_EVENTS, (AccountBatch,), "Internal: resolved events, ticks and merges, batched per partition"),
-)
+PUBLIC: tuple[TopicSpec, ...] = DEFAULT.specs
 
 
 def all_topic_names() -> list[str]:
-    return [spec.name for spec in PUBLIC]
+    return DEFAULT.all_names()

@@ -53,7 +53,7 @@ from pipeline.topic_reads import true_end_offsets
 from pipeline.runtime import broker_for, create_topics
 from pipeline.settings import Settings
 from pipeline.topics import ensure_topics
-from schemas import topics as T
+from schemas.topics import DEFAULT, Topics
 
 if TYPE_CHECKING:
     import faust
@@ -69,7 +69,7 @@ class BenchUsageError(ValueError):
     """Options that cannot work together (or with this environment)."""
 
 
-RAW_OUT = "bench.raw-out"
+RAW_OUT = "bench.raw-out"      # scratch topics, in the settings' topic namespace (Topics.name)
 FLOOR_OUT = "bench.floor-out"
 PIPELINE_APP_ID = "lifecycle-bench"
 FLOOR_APP_ID = "lifecycle-bench-floor"
@@ -134,9 +134,9 @@ def sample(accounts: int, seed: int, records: int | None) -> tuple[list[RawRecor
     return (out[:records] if records else out), accounts
 
 
-def encode(records: Sequence[RawRecord]) -> list[Message]:
+def encode(records: Sequence[RawRecord], topics: Topics = DEFAULT) -> list[Message]:
     """Each record as a connector writes it: its source's raw topic, keyed by event id."""
-    return [(T.RAW[r.source], r.event_id.encode(), r.to_json()) for r in records]
+    return [(topics.raw[r.source], r.event_id.encode(), r.to_json()) for r in records]
 
 
 async def _produce(bootstrap: str, messages: Sequence[Message]) -> None:
@@ -242,7 +242,8 @@ def time_process(watch: CommitWatch, pid: int, group: str, topics: Sequence[str]
 
 # ---- (a) the raw ceiling --------------------------------------------------------------------
 
-async def _raw_pass(consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, ends: dict[TopicPartition, int]) -> Rate:
+async def _raw_pass(consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, ends: dict[TopicPartition, int],
+                    out: str) -> Rate:
     """Every preloaded record once: consume, decode, encode, produce."""
     await consumer.seek_to_beginning(*consumer.assignment())
     remaining = {tp for tp, end in ends.items() if end > 0}
@@ -252,7 +253,7 @@ async def _raw_pass(consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, ends
         batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
         for tp, msgs in batch.items():
             for m in msgs:
-                await producer.send(RAW_OUT, key=m.key, value=orjson.dumps(orjson.loads(m.value)))
+                await producer.send(out, key=m.key, value=orjson.dumps(orjson.loads(m.value)))
             n += len(msgs)
             if msgs and msgs[-1].offset + 1 >= ends[tp]:
                 remaining.discard(tp)
@@ -260,7 +261,7 @@ async def _raw_pass(consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, ends
     return Rate(n, time.perf_counter() - started, time.process_time() - cpu)
 
 
-async def raw_ceiling(bootstrap: str, ends: dict[TopicPartition, int]) -> tuple[Rate, int]:
+async def raw_ceiling(bootstrap: str, ends: dict[TopicPartition, int], out: str) -> tuple[Rate, int]:
     """The median of enough passes over the preloaded topics to be stable; (median pass, passes)."""
     passes = max(RAW_MIN_PASSES, math.ceil(RAW_MIN_RECORDS / sum(ends.values())))
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, **client_kwargs())
@@ -270,7 +271,7 @@ async def raw_ceiling(bootstrap: str, ends: dict[TopicPartition, int]) -> tuple[
     await producer.start()
     try:
         consumer.assign([AioTopicPartition(tp.topic, tp.partition) for tp in ends])
-        rates = [await _raw_pass(consumer, producer, ends) for _ in range(passes)]
+        rates = [await _raw_pass(consumer, producer, ends, out) for _ in range(passes)]
     finally:
         await producer.stop()
         await consumer.stop()
@@ -287,8 +288,8 @@ def floor_app(settings: Settings) -> faust.App:
 
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
     app = faust.App(settings.app_id, **faust_config(settings))
-    source = app.topic(*T.RAW.values(), key_serializer="raw", value_serializer="raw")
-    scratch = app.topic(FLOOR_OUT, key_serializer="raw", value_serializer="raw")
+    source = app.topic(*settings.topics.raw.values(), key_serializer="raw", value_serializer="raw")
+    scratch = app.topic(settings.topics.name(FLOOR_OUT), key_serializer="raw", value_serializer="raw")
 
     @app.agent(source)
     async def forward(stream: faust.StreamT) -> None:
@@ -338,12 +339,13 @@ def floor_process(settings: Settings, ready_timeout: float = 90.0) -> Iterator[i
 def run_once(settings: Settings, messages: Sequence[Message], echo: Echo, transports: int) -> RunResult:
     """Preload, then (a), (b), (c) on one broker; then the connector transports if asked."""
     n = len(messages)
-    raw_topics = list(T.RAW.values())
+    topics = settings.topics
+    raw_topics = list(topics.raw.values())
     with broker_for(settings) as s, CommitWatch(_bootstrap(s)) as watch:
         bootstrap = _bootstrap(s)
         create_topics(s)
-        ensure_topics(bootstrap, [RAW_OUT, FLOOR_OUT], 1)
-        if any(watch.ends([*raw_topics, T.ACCOUNT_EVENTS]).values()):
+        ensure_topics(bootstrap, [topics.name(RAW_OUT), topics.name(FLOOR_OUT)], 1)
+        if any(watch.ends([*raw_topics, topics.account_events]).values()):
             raise RuntimeError("the bench needs empty topics: unset KAFKA_BOOTSTRAP_SERVERS "
                                "for a fresh embedded broker")
         seconds = preload(bootstrap, messages)
@@ -352,14 +354,14 @@ def run_once(settings: Settings, messages: Sequence[Message], echo: Echo, transp
             raise RuntimeError(f"preloaded {n} records but the raw topics hold {sum(ends.values())}")
         echo(f"preloaded {n:,} records into {len(raw_topics)} raw topics in {seconds:.1f}s, before any timing")
 
-        raw, passes = asyncio.run(raw_ceiling(bootstrap, ends))
+        raw, passes = asyncio.run(raw_ceiling(bootstrap, ends, topics.name(RAW_OUT)))
         echo(f"(a) raw aiokafka consume→decode→produce: {raw.describe()}, "
              f"median of {passes} passes ({passes * n:,} records)")
 
         worker = WorkerProcess(s.with_(app_id=PIPELINE_APP_ID), s.data_dir / "worker.log").start()
         try:
             assert worker.proc is not None
-            pipeline = time_process(watch, worker.proc.pid, PIPELINE_APP_ID, internal_topics(), n)
+            pipeline = time_process(watch, worker.proc.pid, PIPELINE_APP_ID, internal_topics(topics), n)
         finally:
             worker.stop()
         echo(f"(b) pipeline ingest(parse+identity)→accounts (+sink): {pipeline.describe()}")
@@ -394,7 +396,7 @@ def run_bench(settings: Settings, accounts: int = 600, seed: int = 11, echo: Ech
     bench_dir = settings.data_dir / "bench"
     shutil.rmtree(bench_dir, ignore_errors=True)
     raw_records, accounts = sample(accounts, seed, records)
-    messages = encode(raw_records)
+    messages = encode(raw_records, settings.topics)
     echo(f"bench: {len(messages):,} native records ({accounts} accounts, seed {seed}), {repeat} run(s)")
     results: list[RunResult] = []
     for i in range(repeat):

@@ -18,17 +18,17 @@ from pipeline.drive.summary import Summary
 from pipeline.runtime import broker_for, create_topics
 from pipeline.settings import Settings
 from pipeline.topic_reads import read_topic
-from schemas import topics as T
 from schemas.events import DeadLetter
 from schemas.handoffs import Handoff
 from schemas.identity import AccountMerged, parse_identity_record
 from schemas.sla import SlaBreach
+from schemas.topics import Topics
 from schemas.transitions import StageTransition
 
 Echo = Callable[[str], None]
 
 
-def feed_sample(bootstrap: str, path: Path) -> int:
+def feed_sample(bootstrap: str, path: Path, topics: Topics | None = None) -> int:
     """Push the sample file through the file-replay connector (as a backfill would)."""
     import asyncio
 
@@ -36,7 +36,7 @@ def feed_sample(bootstrap: str, path: Path) -> int:
     from connectors.sink import RecordSink
 
     async def run() -> int:
-        async with RecordSink(bootstrap) as sink:
+        async with RecordSink(bootstrap, topics=topics) as sink:
             summary = await replay_file(sink, path, progress=False)
         return summary.records
 
@@ -49,17 +49,18 @@ def process_and_summarize(s: Settings, echo: Echo, timeout: float = 150) -> Summ
     from pipeline.journey import load_journey
 
     assert s.bootstrap_servers
-    topics = consumed_topics()
+    t = s.topics
+    topics = consumed_topics(t)
     took = wait_caught_up(s.bootstrap_servers, s.app_id, topics, timeout=timeout)
     echo(f"processed in {took:.1f}s; waiting for the SLA clock to reach the wall clock ...")
     time.sleep(4 * s.timer_interval)
     wait_caught_up(s.bootstrap_servers, s.app_id, topics, timeout=60)
     summary = Summary.build(
-        read_topic(s.bootstrap_servers, T.STAGE_TRANSITIONS, StageTransition),
-        read_topic(s.bootstrap_servers, T.HANDOFFS, Handoff),
-        read_topic(s.bootstrap_servers, T.SLA_BREACHES, SlaBreach),
-        read_topic(s.bootstrap_servers, T.DEAD_LETTER, DeadLetter),
-        merged={r.from_account for m in read_topic(s.bootstrap_servers, T.IDENTITY)
+        read_topic(s.bootstrap_servers, t.stage_transitions, StageTransition),
+        read_topic(s.bootstrap_servers, t.handoffs, Handoff),
+        read_topic(s.bootstrap_servers, t.sla_breaches, SlaBreach),
+        read_topic(s.bootstrap_servers, t.dead_letter, DeadLetter),
+        merged={r.from_account for m in read_topic(s.bootstrap_servers, t.identity)
                 if isinstance(r := parse_identity_record(m.value), AccountMerged)},
     )
     echo(summary.render([st.id for st in load_journey(s.journey_path).stages]))
@@ -85,7 +86,7 @@ def run_demo(settings: Settings, accounts: int = 40, seed: int = 7, echo: Echo =
         echo(f"sample: {n} native vendor records for {accounts} accounts → {sample}")
         with WorkerProcess(s, data_dir / "worker.log") as worker:
             echo(f"worker ready in {time.monotonic() - started:.1f}s (web {worker.url})")
-            fed = feed_sample(s.bootstrap_servers, sample)
+            fed = feed_sample(s.bootstrap_servers, sample, s.topics)
             echo(f"fed {fed} records through the file-replay connector")
             summary = process_and_summarize(s, echo)
             dl = sum(summary.dead_letters_by_reason.values())

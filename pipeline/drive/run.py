@@ -24,6 +24,7 @@ from pipeline.drive.runner import WorkerProcess
 from pipeline.drive.summary import Summary
 from pipeline.runtime import broker_for, create_topics
 from pipeline.settings import Settings
+from schemas.topics import Topics
 
 Echo = Callable[[str], None]
 EXPORT_SUFFIXES = (".json", ".jsonl", ".ndjson", ".gz")
@@ -60,14 +61,15 @@ def plan_exports(files: Sequence[Path], vendor: str | None) -> list[tuple[Path, 
     return planned
 
 
-def replay_exports(bootstrap: str, planned: Sequence[tuple[Path, str | None]], progress: bool, echo: Echo) -> int:
+def replay_exports(bootstrap: str, planned: Sequence[tuple[Path, str | None]], progress: bool, echo: Echo,
+                   topics: Topics | None = None) -> int:
     """Every export through the file-replay connector (progress bars on stderr)."""
     from connectors.replay import replay_file
     from connectors.sink import RecordSink
 
     async def run() -> int:
         total = 0
-        async with RecordSink(bootstrap, client_id="lifecycle-run") as sink:
+        async with RecordSink(bootstrap, client_id="lifecycle-run", topics=topics) as sink:
             for path, vendor in planned:
                 summary = await replay_file(sink, path, vendor, progress=progress)
                 echo(f"  {path} ({vendor or 'RawRecord JSONL'}): {summary.records} records")
@@ -90,7 +92,7 @@ def run_exports(settings: Settings, paths: Sequence[Path], vendor: str | None = 
         create_topics(s)
         with WorkerProcess(s, data_dir / "worker.log") as worker:
             echo(f"worker ready (web {worker.url}); replaying {len(planned)} export(s):")
-            fed = replay_exports(s.bootstrap_servers, planned, progress, echo)
+            fed = replay_exports(s.bootstrap_servers, planned, progress, echo, s.topics)
             echo(f"fed {fed} records through the file-replay connector")
             summary = process_and_summarize(s, echo, timeout=max(150.0, fed / 50))
         echo(f"read model: {s.resolved_database_url}  (try: lifecycle report funnel --db {s.resolved_database_url})")

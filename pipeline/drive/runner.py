@@ -19,10 +19,10 @@ from kafka.admin import KafkaAdminClient
 
 from pipeline.broker import die_with_parent, free_port
 from pipeline.kafka_clients import client_kwargs
-from pipeline.settings import Settings
+from pipeline.settings import Settings, topics_for
 from pipeline.topic_reads import READ_FETCH, true_end_offsets
-from schemas import topics as T
 from schemas.events import RawRecord
+from schemas.topics import Topics
 
 
 class WorkerProcess:
@@ -105,14 +105,16 @@ class WorkerProcess:
 
 
 def produce_raw(bootstrap: str, records: Iterable[RawRecord], key: Callable[[RawRecord], str] | None = None,
-                topic: str | None = None) -> int:
-    """Write raw records to their source's raw topic (what a connector does), or all to ``topic``."""
+                topic: str | None = None, topics: Topics | None = None) -> int:
+    """Write raw records to their source's raw topic in ``topics`` (default: the environment's
+    namespace), as a connector does, or all to ``topic``."""
+    raw = (topics or topics_for()).raw
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all", batch_size=256 * 1024,
                              **client_kwargs())
     n = 0
     for record in records:
         k = key(record) if key else record.event_id
-        producer.send(topic or T.RAW[record.source], key=k.encode(), value=record.to_json())
+        producer.send(topic or raw[record.source], key=k.encode(), value=record.to_json())
         n += 1
     producer.flush()
     producer.close()
@@ -169,13 +171,16 @@ def wait_caught_up(bootstrap: str, group: str, topics: Sequence[str], timeout: f
     raise TimeoutError(f"group {group} still lagging on {topics} after {timeout}s")
 
 
-def internal_topics() -> list[str]:
-    """What the processing agents consume (the benchmark's measure of done)."""
-    return [*T.RAW.values(), T.ACCOUNT_EVENTS]
+def internal_topics(topics: Topics | None = None) -> list[str]:
+    """What the processing agents consume (the benchmark's measure of done), in ``topics``
+    (default: the environment's namespace)."""
+    t = topics or topics_for()
+    return [*t.raw.values(), t.account_events]
 
 
-def consumed_topics() -> list[str]:
+def consumed_topics(topics: Topics | None = None) -> list[str]:
     """Everything a worker consumes, the read-model sink included (the tests' and demo's measure of done)."""
-    from pipeline.sink import SINK_TOPICS
+    from pipeline.sink import sink_topics
 
-    return [*internal_topics(), *SINK_TOPICS]
+    t = topics or topics_for()
+    return [*internal_topics(t), *sink_topics(t)]

@@ -48,8 +48,8 @@ from pipeline.kafka_clients import client_kwargs
 from pipeline.topic_reads import read_topic, table_snapshot, topics_end_offsets
 from pipeline.runtime import create_topics
 from pipeline.settings import Settings
-from schemas import topics as T
 from schemas.events import RawRecord
+from schemas.topics import Topics
 
 Json = Any
 Keyed = tuple[str, Json]          # (record id, decoded value)
@@ -193,7 +193,8 @@ def _changed_pair(ref: dict[bytes, Json], got: dict[bytes, Json]) -> tuple[Json,
 # ---- what is compared ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class View:
-    """One compared stream: the topic, which of its records, and their id."""
+    """One compared stream: the topic (a ``Topics`` attribute, so any namespace), which of its records,
+    and their id."""
 
     name: str
     topic: str
@@ -206,13 +207,13 @@ def _is_merge(value: Json) -> bool:
 
 
 VIEWS: tuple[View, ...] = (
-    View("stage-transitions", T.STAGE_TRANSITIONS, lambda v: v["transition_id"]),
-    View("handoffs", T.HANDOFFS, lambda v: f"{v['handoff_id']}#v{v['version']}"),
-    View("sla-breaches", T.SLA_BREACHES, lambda v: v["record_id"]),
-    View("dead-letter", T.DEAD_LETTER, lambda v: v["dead_letter_id"]),
-    View("identity:merges", T.IDENTITY, lambda v: v["merge_id"], _is_merge),
+    View("stage-transitions", "stage_transitions", lambda v: v["transition_id"]),
+    View("handoffs", "handoffs", lambda v: f"{v['handoff_id']}#v{v['version']}"),
+    View("sla-breaches", "sla_breaches", lambda v: v["record_id"]),
+    View("dead-letter", "dead_letter", lambda v: v["dead_letter_id"]),
+    View("identity:merges", "identity", lambda v: v["merge_id"], _is_merge),
     # everything else on the identity topic, so nothing read goes uncompared
-    View("identity:decisions", T.IDENTITY, lambda v: v["decision_id"], lambda v: not _is_merge(v)),
+    View("identity:decisions", "identity", lambda v: v["decision_id"], lambda v: not _is_merge(v)),
 )
 STREAMS: tuple[str, ...] = (*(v.name for v in VIEWS), ACCOUNTS)
 
@@ -249,25 +250,26 @@ def read_complete(bootstrap: str, topic: str) -> list[Any]:
     return sorted(messages, key=lambda m: (m.partition, m.offset))
 
 
-def collect(bootstrap: str, app_id: str) -> dict[str, list[Keyed]]:
+def collect(bootstrap: str, app_id: str, topics: Topics) -> dict[str, list[Keyed]]:
     """Every compared stream of a finished scenario, as (id, value) pairs."""
     by_topic: dict[str, list[Json]] = {}
     out: dict[str, list[Keyed]] = {}
     for view in VIEWS:
-        if view.topic not in by_topic:
-            by_topic[view.topic] = [decode(m.value) for m in read_complete(bootstrap, view.topic)]
-        out[view.name] = [(record_id(view, v), v) for v in by_topic[view.topic] if view.select(v)]
+        topic = getattr(topics, view.topic)
+        if topic not in by_topic:
+            by_topic[topic] = [decode(m.value) for m in read_complete(bootstrap, topic)]
+        out[view.name] = [(record_id(view, v), v) for v in by_topic[topic] if view.select(v)]
     states = table_snapshot(bootstrap, app_id, "accounts", timeout=READ_TIMEOUT)
     out[ACCOUNTS] = [(key, decode(value)) for key, value in sorted(states.items())]
     return out
 
 
-def input_fingerprint(bootstrap: str, expected: int) -> str:
+def input_fingerprint(bootstrap: str, expected: int, topics: Topics) -> str:
     """A digest of the raw topics as the broker holds them (partition, offset, key, value): equal across
     scenarios means every scenario processed byte-identical input in the same order."""
     digest = hashlib.sha256()
     n = 0
-    for topic in sorted(T.RAW.values()):
+    for topic in sorted(topics.raw.values()):
         for m in read_complete(bootstrap, topic):
             for part in (f"{m.topic}/{m.partition}/{m.offset}".encode(), m.key or b"", m.value or b""):
                 digest.update(len(part).to_bytes(8, "big"))
@@ -398,7 +400,8 @@ class ScenarioRun:
         start = time.monotonic()
         while True:
             try:
-                wait_caught_up(self.bootstrap, self.settings.app_id, internal_topics(), timeout=10.0, settle=settle)
+                wait_caught_up(self.bootstrap, self.settings.app_id, internal_topics(self.settings.topics), timeout=10.0,
+                              settle=settle)
                 return time.monotonic() - start
             except TimeoutError as exc:
                 dead = [f"w{s}" for s, w in self.workers.items() if w.proc is None or w.proc.poll() is not None]
@@ -599,15 +602,15 @@ def _run_scenario(scenario: Scenario, settings: Settings, directory: Path, confi
         s = settings.with_(bootstrap_servers=broker.bootstrap_servers, app_id=scenario.app_id)
         run = ScenarioRun(scenario.name, s, directory, config, processing, echo)
         create_topics(s)
-        produce_raw(broker.bootstrap_servers, records)  # key: the vendor event id, so partitions are fixed too
-        outcome.fingerprint = input_fingerprint(broker.bootstrap_servers, len(records))
+        produce_raw(broker.bootstrap_servers, records, topics=s.topics)  # key: the vendor event id, so partitions are fixed too
+        outcome.fingerprint = input_fingerprint(broker.bootstrap_servers, len(records), s.topics)
         run.note(f"preloaded {len(records)} raw records (input {outcome.fingerprint})")
         try:
             scenario.play(run)
         finally:
             run.close()
             outcome.timeline = run.timeline
-        outputs = collect(broker.bootstrap_servers, scenario.app_id)
+        outputs = collect(broker.bootstrap_servers, scenario.app_id, s.topics)
         run.note(f"collected {sum(map(len, outputs.values()))} records")
     outcome.seconds = round(time.monotonic() - started, 1)
     return outputs, run

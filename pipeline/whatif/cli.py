@@ -36,7 +36,7 @@ def whatif(proposed: str, baseline: str | None, since: datetime | None, until: d
     group, or --from-files) through the current and the PROPOSED journey, offline, and
     print what would change. Nothing is written to Kafka.
 
-    The worker's settings apply: LIFECYCLE_PARTITIONS, LIFECYCLE_FROZEN_NOW,
+    The worker's settings apply: LIFECYCLE_TOPIC_NAMESPACE, LIFECYCLE_PARTITIONS, LIFECYCLE_FROZEN_NOW,
     LIFECYCLE_ALLOWED_LATENESS_SECONDS, LIFECYCLE_ACCEPT_TEST_MODE."""
     from connectors.replay import ReplayError
     from pipeline.journey import JourneyError
@@ -50,7 +50,7 @@ def whatif(proposed: str, baseline: str | None, since: datetime | None, until: d
         raise click.BadParameter("--since must be before --until", param_hint="--since")
     config = WhatIfConfig(
         proposed=proposed, baseline=baseline or settings.journey_path, since=since, until=until, files=tuple(files), vendor=vendor,
-        bootstrap=settings.bootstrap_servers, partitions=settings.partitions,
+        bootstrap=settings.bootstrap_servers, topics=settings.topics, partitions=settings.partitions,
         now=_frozen(settings.frozen_now), allowed_lateness_seconds=settings.allowed_lateness_seconds,
         accept_test_mode=settings.accept_test_mode, progress=not no_progress)
     if not files and not settings.bootstrap_servers:

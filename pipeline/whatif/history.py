@@ -20,7 +20,7 @@ from typing import IO, Any
 from connectors.replay import ReplaySummary, replay_file
 from connectors.sink import RecordSink
 from pipeline.offline import RawInput, SourceKey
-from schemas import topics as T
+from schemas.topics import DEFAULT
 from schemas.base import utcnow
 from schemas.events import DeadLetter, RawRecord, SourceKind
 
@@ -81,9 +81,10 @@ class Spool:
 
 
 # ---- Kafka ------------------------------------------------------------------------------------
-def spool_topics(bootstrap: str, spool: Spool, topics: Sequence[str] = tuple(T.RAW.values()),
+def spool_topics(bootstrap: str, spool: Spool, topics: Sequence[str] = tuple(DEFAULT.raw.values()),
                  progress: Progress | None = None) -> int:
-    """Every record of the raw topics, from the beginning to their end now, into ``spool``.
+    """Every record of the raw topics (``Topics.raw`` of the deployment's namespace), from the
+    beginning to their end now, into ``spool``.
 
     kafka-python with manual assignment and no group: no commit, no rebalance, no trace on
     the cluster. Returns the number of records read."""
@@ -125,7 +126,7 @@ class SpoolSink(RecordSink):
     """The connector sink with the spool in place of Kafka: ``replay_file`` runs unchanged."""
 
     def __init__(self, spool: Spool) -> None:
-        super().__init__("offline")
+        super().__init__("offline", topics=DEFAULT)  # names only order the offline merge: any namespace
         self.spool = spool
         self.dead_letters: list[DeadLetter] = []
 
@@ -139,7 +140,7 @@ class SpoolSink(RecordSink):
         return None
 
     async def send(self, record: RawRecord) -> asyncio.Future[Any]:
-        self.spool.add(T.RAW[SourceKind(record.source)], record.to_json())
+        self.spool.add(self.topics.raw[SourceKind(record.source)], record.to_json())
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         done.set_result(None)
         return done

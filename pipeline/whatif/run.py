@@ -17,6 +17,7 @@ from pipeline.offline import OfflinePipeline, ReplayOutput
 from pipeline.readmodel.queries import Period
 from pipeline.whatif.compare import WhatIf, compare
 from pipeline.whatif.history import Spool, export_files, spool_files, spool_topics
+from schemas.topics import DEFAULT, Topics
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class WhatIfConfig:
     files: tuple[str | Path, ...] = ()       # export files / directories; none: the raw topics
     vendor: str | None = None
     bootstrap: str | None = None
+    topics: Topics = DEFAULT                 # the raw topics' namespace (LIFECYCLE_TOPIC_NAMESPACE)
     now: datetime | None = None              # the pinned wall clock (LIFECYCLE_FROZEN_NOW); None: now
     partitions: int = 4                      # account partitions of the worker being mirrored
     allowed_lateness_seconds: float = 0.0
@@ -68,7 +70,7 @@ def gather(config: WhatIfConfig, spool: Spool, stream: IO[str] | None = None) ->
         raise ValueError("no history: give --from-files or set KAFKA_BOOTSTRAP_SERVERS")
     with tqdm(unit="rec", desc="read raw topics", disable=not config.progress, file=stream or sys.stderr,
               mininterval=0.5) as bar:
-        spool_topics(config.bootstrap, spool, progress=bar.update)
+        spool_topics(config.bootstrap, spool, tuple(config.topics.raw.values()), progress=bar.update)
 
 
 def run_whatif(config: WhatIfConfig, stream: IO[str] | None = None) -> WhatIf:
