@@ -9,6 +9,7 @@ file, the field and what is wrong, e.g.::
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from enum import StrEnum
 from functools import cached_property
 from importlib import resources
@@ -86,13 +87,49 @@ class DealStages(BaseModel):
     lost: tuple[str, ...] = ()
 
 
+class SegmentRule(BaseModel):
+    """A segment that follows from facts: every fact in ``all`` seen, none in ``none``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    segment: str
+    all_: tuple[str, ...] = Field(default=(), alias="all")
+    none: tuple[str, ...] = ()
+
+    def holds(self, facts: Collection[str]) -> bool:
+        return all(f in facts for f in self.all_) and not any(f in facts for f in self.none)
+
+
 class Segmentation(BaseModel):
-    """How an account's segment is read from its events (e.g. the CRM deal's segment)."""
+    """How an account's segment is known: stated on an event (the CRM deal's ``segment``), else
+    derived from facts its events established (no deal + a card payment → self-serve), else
+    the default. Facts, not a default, keep SLAs that exclude a segment from firing on it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     attribute: str = "segment"
     default: str = "mid_market"
+    facts: dict[str, tuple[Criterion, ...]] = Field(
+        default_factory=dict, description="Named facts: an account has one once any of its events matches")
+    rules: tuple[SegmentRule, ...] = Field(default=(), description="First rule that holds gives the segment")
+
+    @model_validator(mode="after")
+    def _rules_name_facts(self) -> Segmentation:
+        for i, rule in enumerate(self.rules):
+            unknown = [f for f in (*rule.all_, *rule.none) if f not in self.facts]
+            if unknown:
+                raise ValueError(f"rules[{i}] ({rule.segment}) names unknown fact(s) {unknown}; "
+                                 f"known: {sorted(self.facts)}")
+        return self
+
+    def facts_of(self, event: LifecycleEvent) -> list[str]:
+        """The named facts ``event`` establishes."""
+        return [name for name, criteria in self.facts.items() if any_match(criteria, event)]
+
+    def segment_of(self, stated: str | None, facts: Collection[str]) -> str:
+        if stated:
+            return stated
+        return next((r.segment for r in self.rules if r.holds(facts)), self.default)
 
 
 class JourneyDefinition(BaseModel):

@@ -138,6 +138,8 @@ def _subscription_attrs(sub: dict[str, Any]) -> dict[str, Any]:
         "current_period_start": iso(_period(sub, "start")),
         "current_period_end": iso(_period(sub, "end")),
         "cancel_at_period_end": as_bool(sub.get("cancel_at_period_end")),
+        # charge_automatically (a card or debit on file: self-serve checkouts) or send_invoice
+        "collection_method": as_str(sub.get("collection_method")),
     }
 
 
@@ -255,6 +257,7 @@ class StripeParser(VendorParser):
             or as_str(dig(obj, "parent.subscription_details.subscription")),
             "currency": as_str(obj.get("currency")),
             "billing_reason": as_str(obj.get("billing_reason")),
+            "collection_method": as_str(obj.get("collection_method")),
             "plan_interval": interval,
             "plan_id": as_str(_price(line).get("id") or dig(line, "pricing.price_details.price")),
         }

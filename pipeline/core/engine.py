@@ -180,3 +180,7 @@ def _absorb_account_facts(journey: JourneyDefinition, state: AccountState, event
     segment = attrs.get(journey.segmentation.attribute)
     if isinstance(segment, str) and segment:
         state.segment = segment
+    if journey.segmentation.facts:
+        for fact in journey.segmentation.facts_of(event):
+            if fact not in state.facts:
+                state.facts.append(fact)

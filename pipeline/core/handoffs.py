@@ -173,7 +173,7 @@ class HandoffTracker:
 
     # ---- opening -----------------------------------------------------------------------
     def _segment(self, account: AccountState) -> str:
-        return account.segment or self.journey.segmentation.default
+        return account.segment_of(self.journey.segmentation)
 
     def _before_contract(self, stage_id: str) -> bool:
         stage = self.journey.by_id.get(stage_id)

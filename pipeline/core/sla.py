@@ -297,7 +297,7 @@ class SlaTracker:
 
     def _open(self, state: SlaState, account: AccountState, rule: SlaRule, start_event_id: str,
               started_at: datetime, event: LifecycleEvent | None) -> None:
-        if not rule.applies_to(account.segment or self.journey.segmentation.default):
+        if not rule.applies_to(account.segment_of(self.journey.segmentation)):
             return
         if rule.kind is SlaKind.BEFORE_DATE:
             date = self._date_of(event, rule.date_attribute) if event else None

@@ -4,6 +4,7 @@ the handoff tracker's, in one value so one table write per event keeps them in s
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -12,6 +13,9 @@ from pipeline.core.sla import SlaState
 from schemas.accounts import AccountMessage
 from schemas.base import UtcDatetime
 from schemas.events import LifecycleEvent
+
+if TYPE_CHECKING:
+    from pipeline.journey import Segmentation
 
 JOURNAL_KEPT = 300    # events that mattered to the journey, re-played into the survivor on a merge
 RECENT_IDS = 64       # idempotency window: re-deliveries after a crash replay the last uncommitted batch
@@ -47,7 +51,8 @@ class AccountState(BaseModel):
     last_event_at: UtcDatetime | None = None
     first_event_at: UtcDatetime | None = None
     crm_owner_id: str | None = None
-    segment: str | None = None
+    segment: str | None = None    # as stated on an event (the CRM deal's); see segment_of
+    facts: list[str] = Field(default_factory=list)  # the journey's segmentation facts seen (bounded by the journey)
     events_seen: int = 0
     journal_len: int = 0  # events ever appended to the journal (see journal_key)
     recent_event_ids: list[int] = Field(default_factory=list)
@@ -75,6 +80,10 @@ class AccountState(BaseModel):
         if len(self.recent_event_ids) > RECENT_IDS:
             del self.recent_event_ids[: len(self.recent_event_ids) - RECENT_IDS]
         return True
+
+    def segment_of(self, segmentation: Segmentation) -> str:
+        """The segment SLAs and handoffs go by: stated, else derived from facts, else the default."""
+        return segmentation.segment_of(self.segment, self.facts)
 
     def note_ignored(self, move: IgnoredMove) -> None:
         self.ignored.append(move)

@@ -38,7 +38,7 @@ def test_subscription_created_carries_plan_interval_amount_and_period():
         "subscription_id": "sub_1QmZy0LkdIwHu7ixAbCd0001", "status": "active", "plan_id": "price_1Qm0TeamAnnual",
         "plan_interval": "year", "amount": 1_200_000, "currency": "usd", "quantity": 10,
         "current_period_start": "2026-01-09T09:01:00Z", "current_period_end": "2027-01-09T09:01:00Z",
-        "cancel_at_period_end": False, "livemode": True,
+        "cancel_at_period_end": False, "collection_method": "charge_automatically", "livemode": True,
     }
 
 
