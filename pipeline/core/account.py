@@ -24,6 +24,31 @@ from schemas.sla import SlaBreach
 from schemas.transitions import StageTransition
 
 Clock = Callable[[], datetime]
+PLAN_INTERVALS_KEPT = 10   # subscriptions per account whose billing interval is remembered
+
+
+def with_known_interval(state: AccountState, event: LifecycleEvent) -> LifecycleEvent:
+    """Remember the interval a billing event states for its subscription; give an invoice that states
+    none (``plan_interval`` null: newer Stripe API versions put only a price id on its lines) the
+    interval of its subscription, else of the subscription seen last, so a yearly renewal still counts."""
+    attrs = event.attributes
+    if event.source != "billing" or "plan_interval" not in attrs:
+        return event
+    subscription, interval = attrs.get("subscription_id"), attrs.get("plan_interval")
+    if interval is not None:
+        if subscription and not attrs.get("plan_interval_inferred"):
+            state.plan_intervals.pop(subscription, None)
+            state.plan_intervals[subscription] = interval
+            while len(state.plan_intervals) > PLAN_INTERVALS_KEPT:
+                del state.plan_intervals[next(iter(state.plan_intervals))]
+        return event
+    known = state.plan_intervals.get(subscription) if subscription else None
+    if known is None and state.plan_intervals:
+        known = list(state.plan_intervals.values())[-1]
+    if known is None:
+        return event
+    return event.model_copy(update={"attributes": {**attrs, "plan_interval": known,
+                                                   "plan_interval_from": "subscription"}})
 
 
 @dataclass
@@ -52,6 +77,7 @@ class AccountLogic:
         # Deadlines that passed before this event's time fire first, so that the
         # order of outputs is the same live and in a replay.
         out = self.on_tick(state, event.occurred_at)
+        event = with_known_interval(state, event)
         result = apply_event(self.journey, state, event, now)
         out.outcome = result.outcome
         if result.outcome is Outcome.DUPLICATE:

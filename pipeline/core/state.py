@@ -51,6 +51,9 @@ class AccountState(BaseModel):
     last_event_at: UtcDatetime | None = None
     first_event_at: UtcDatetime | None = None
     crm_owner_id: str | None = None
+    # Billing interval per subscription id, from the billing events that state it (newest last), so an
+    # invoice that does not state it still counts by its subscription's (see core.account).
+    plan_intervals: dict[str, str] = Field(default_factory=dict)
     segment: str | None = None    # as stated on an event (the CRM deal's); see segment_of
     facts: list[str] = Field(default_factory=list)  # the journey's segmentation facts seen (bounded by the journey)
     events_seen: int = 0
