@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
@@ -30,11 +29,17 @@ from connectors.base import ParseError
 from connectors.cursors import PollRequest
 from connectors.poll import PollConfig, PollError, VendorHttp
 from connectors.registry import VENDORS, vendor
-from pipeline.settings import Settings
+from pipeline.settings import API_BASE_FIELDS, Settings
 
 log = logging.getLogger(__name__)
 
 TRANSPORT = "enrich"
+
+
+def _api_base_env(vendor_name: str) -> str:
+    """The variable of a vendor's API root (``HUBSPOT_API_BASE_URL``)."""
+    field = API_BASE_FIELDS.get(vendor_name)
+    return Settings.env_name(field) if field else f"an API root for {vendor_name} (pipeline.settings.API_BASE_FIELDS)"
 
 
 class EnrichmentFailed(Exception):
@@ -55,20 +60,19 @@ class Enricher:
         self.fetches = 0  # reads that went to the vendor (not the cache)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, settings: Settings | None = None, **kw: Any) -> Enricher:
-        """One API per vendor whose base-URL variable is set (e.g. ``HUBSPOT_API_BASE_URL``), with the
-        vendor's API token from the settings; ``LIFECYCLE_ENRICH_ATTEMPTS`` reads before giving up."""
-        env = os.environ if env is None else env
+    def from_env(cls, settings: Settings | None = None, **kw: Any) -> Enricher:
+        """One API per vendor whose API root is set (``HUBSPOT_API_BASE_URL``, ...: ``API_BASE_FIELDS``), with
+        the vendor's API token, from the settings; ``LIFECYCLE_ENRICH_ATTEMPTS`` reads before giving up."""
         settings = settings or Settings.from_env()
-        attempts = int(env.get("LIFECYCLE_ENRICH_ATTEMPTS", "6"))
         apis = {}
         for v in VENDORS:
-            base = env.get(v.api_base_env, "").strip()
+            base = settings.api_base_url(v.name)
             if v.enrichment is None or not base:
                 continue
             token = settings.api_token(v.name)
             apis[v.name] = PollConfig(base_url=base, token=token.get_secret_value() or None if token else None,
-                                      max_attempts=attempts, backoff_cap=10.0, max_retry_after=60.0, timeout=15.0)
+                                      max_attempts=settings.enrich_attempts, backoff_cap=10.0, max_retry_after=60.0,
+                                      timeout=15.0)
         return cls(apis, **kw)
 
     def request(self, vendor_name: str, payload: dict[str, Any]) -> PollRequest | None:
@@ -82,7 +86,7 @@ class Enricher:
         v = vendor(vendor_name)
         if config is None:
             raise EnrichmentFailed(f"{vendor_name} notification needs {req.path} but no API is configured "
-                                   f"(set {v.api_base_env} and the vendor's API token)")
+                                   f"(set {_api_base_env(vendor_name)} and the vendor's API token)")
         body = await self._read(vendor_name, config, req)
         assert v.enrichment is not None
         try:

@@ -41,8 +41,7 @@ class Vendor:
     name: str
     source: SourceKind
     parser: SourceParser
-    signature: HmacScheme
-    api_base_env: str                   # REST API base URL for enrichment (credentials: pipeline.settings)
+    signature: HmacScheme               # its secret, API token and API root: pipeline.settings (*_FIELDS)
     poll: Callable[[Mapping[str, Any], int], list[CursorStrategy]]   # (options, page size) → streams
     namespaces: Mapping[str, IdentityTier]
     enrichment: Enrichment | None = None

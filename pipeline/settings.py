@@ -35,6 +35,10 @@ API_TOKEN_FIELDS: dict[str, str] = {
     "stripe": "stripe_api_key", "hubspot": "hubspot_access_token", "salesforce": "salesforce_access_token",
     "zendesk": "zendesk_oauth_token", "segment": "segment_export_token",
 }
+# The REST API root read for enrichment, of each vendor whose descriptor has an ``enrichment``.
+API_BASE_FIELDS: dict[str, str] = {
+    "hubspot": "hubspot_api_base_url", "salesforce": "salesforce_instance_url", "zendesk": "zendesk_api_base_url",
+}
 
 
 class ConfigError(ValueError):
@@ -116,6 +120,16 @@ class Settings(BaseSettings):
     segment_export_token: SecretStr | None = Field(None, validation_alias=_env("SEGMENT_EXPORT_TOKEN"))
     poll_password: SecretStr | None = Field(None, validation_alias=_env("POLL_PASSWORD"),
                                             description="Basic-auth password of `lifecycle connect poll --user`.")
+    # Enrichment: the object behind a notification-only webhook, read from the vendor's API (with its token).
+    hubspot_api_base_url: str | None = Field(None, validation_alias=_env("HUBSPOT_API_BASE_URL"),
+                                             description="HubSpot API root, e.g. https://api.hubapi.com. "
+                                                         "Unset: HubSpot notifications are not enriched.")
+    salesforce_instance_url: str | None = Field(None, validation_alias=_env("SALESFORCE_INSTANCE_URL"),
+                                                description="Salesforce instance, e.g. https://acme.my.salesforce.com.")
+    zendesk_api_base_url: str | None = Field(None, validation_alias=_env("ZENDESK_API_BASE_URL"),
+                                             description="Zendesk API root, e.g. https://acme.zendesk.com.")
+    enrich_attempts: int = Field(6, ge=1, description="Reads of an object (429/5xx retried) before the "
+                                                      "notification is dead-lettered enrichment_failed.")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
@@ -186,6 +200,9 @@ class Settings(BaseSettings):
 
     def api_token(self, vendor: str) -> SecretStr | None:
         return getattr(self, API_TOKEN_FIELDS[vendor]) if vendor in API_TOKEN_FIELDS else None
+
+    def api_base_url(self, vendor: str) -> str | None:
+        return getattr(self, API_BASE_FIELDS[vendor]) if vendor in API_BASE_FIELDS else None
 
     def with_(self, **changes: object) -> Settings:
         """A copy with some fields changed, validated like any other."""

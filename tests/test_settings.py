@@ -95,3 +95,28 @@ def test_config_show_prints_effective_values_with_secrets_masked() -> None:
     assert lines["KAFKA_SASL_PASSWORD"] == lines["ZENDESK_OAUTH_TOKEN"] == "********"
     assert lines["STRIPE_WEBHOOK_SECRET"] == ""  # unset secrets show as unset
     assert "hunter2" not in out.stdout and "zt-123" not in out.stdout
+
+
+def test_vendor_variables_are_the_settings_and_cover_the_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each vendor's secret, API token and API root is a settings field (its variable defined there
+    once); the vendor descriptors hold no variable names, and every registered vendor has its fields."""
+    from connectors.enrich import Enricher
+    from connectors.registry import VENDORS
+    from pipeline.settings import API_BASE_FIELDS, API_TOKEN_FIELDS, WEBHOOK_SECRET_FIELDS
+
+    names = {v.name for v in VENDORS}
+    assert set(WEBHOOK_SECRET_FIELDS) == set(API_TOKEN_FIELDS) == names
+    assert set(API_BASE_FIELDS) == {v.name for v in VENDORS if v.enrichment is not None}
+    for field in [*WEBHOOK_SECRET_FIELDS.values(), *API_TOKEN_FIELDS.values(), *API_BASE_FIELDS.values()]:
+        assert field in Settings.model_fields
+    assert not any(f.endswith("_env") for v in VENDORS for f in vars(v))
+
+    for name in Settings.env_names():
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ZENDESK_API_BASE_URL", "https://acme.zendesk.com")
+    monkeypatch.setenv("ZENDESK_OAUTH_TOKEN", "tok")
+    monkeypatch.setenv("LIFECYCLE_ENRICH_ATTEMPTS", "2")
+    apis = Enricher.from_env(Settings.from_env()).apis
+    assert list(apis) == ["zendesk"]
+    assert (apis["zendesk"].base_url, apis["zendesk"].token, apis["zendesk"].max_attempts) == \
+        ("https://acme.zendesk.com", "tok", 2)

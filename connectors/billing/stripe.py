@@ -330,6 +330,5 @@ SIGNATURE = HmacScheme("stripe", "Stripe-Signature", ts_dot_body, parse_header=t
                        doc="hex HMAC-SHA256 of '{t}.{body}', header 't=…,v1=…[,v1=…]'")
 STRIPE = Vendor(
     name="stripe", source=SourceKind.BILLING, parser=PARSER, signature=SIGNATURE,
-    api_base_env="STRIPE_API_BASE_URL",
     poll=_poll, test_mode=_test_mode, namespaces={"stripe.customer": "account"},
 )

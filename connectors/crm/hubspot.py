@@ -532,7 +532,6 @@ SIGNATURE = HmacScheme(
     doc="base64 HMAC-SHA256 of method + uri + body + timestamp(ms), client secret")
 HUBSPOT = Vendor(
     name="hubspot", source=SourceKind.CRM, parser=PARSER, signature=SIGNATURE,
-    api_base_env="HUBSPOT_API_BASE_URL",
     poll=_poll, enrichment=HubSpotEnrichment(),
     namespaces={"hubspot.company": "account", "hubspot.deal": "deal", "hubspot.contact": "person"},
 )

@@ -499,7 +499,7 @@ SIGNATURE = HmacScheme("salesforce", "X-Salesforce-Signature", ts_dot_body, pars
                        doc="relay convention: 't=<unix>,v1=<hex HMAC-SHA256 of \"{t}.{body}\">'")
 SALESFORCE = Vendor(
     name="salesforce", source=SourceKind.CRM, parser=PARSER, signature=SIGNATURE,
-    api_base_env="SALESFORCE_INSTANCE_URL", poll=_poll, enrichment=SalesforceEnrichment(),
+    poll=_poll, enrichment=SalesforceEnrichment(),
     namespaces={"salesforce.account": "account", "salesforce.opportunity": "deal", "salesforce.lead": "person",
                 "salesforce.contact": "person"},
 )

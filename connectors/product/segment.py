@@ -171,6 +171,5 @@ SIGNATURE = HmacScheme("segment", "X-Signature", lambda r, ts: r.body, digest="s
                        doc="hex HMAC-SHA1 of the body with the destination's shared secret (no timestamp)")
 SEGMENT = Vendor(
     name="segment", source=SourceKind.PRODUCT, parser=PARSER, signature=SIGNATURE,
-    api_base_env="SEGMENT_EXPORT_BASE_URL",
     poll=_poll, namespaces={"segment.group": "account", "segment.user": "person", "segment.anonymous": "anonymous"},
 )

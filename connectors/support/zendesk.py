@@ -345,7 +345,6 @@ SIGNATURE = HmacScheme("zendesk", "X-Zendesk-Webhook-Signature", lambda r, ts: (
                        timestamp_unit="iso", doc="base64 HMAC-SHA256 of timestamp + body")
 ZENDESK = Vendor(
     name="zendesk", source=SourceKind.SUPPORT, parser=PARSER, signature=SIGNATURE,
-    api_base_env="ZENDESK_API_BASE_URL",
     poll=_poll, enrichment=ZendeskEnrichment(),
     namespaces={"zendesk.organization": "account", "zendesk.user": "person"},
 )

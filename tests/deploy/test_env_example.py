@@ -63,6 +63,10 @@ def test_no_module_but_settings_reads_the_environment() -> None:
                     and (node.func.attr == "getenv" or (node.func.attr == "get" and ast.unparse(node.func.value) == "os.environ")))
             read |= isinstance(node, ast.Subscript) and ast.unparse(node.value) == "os.environ"
             read |= isinstance(node, ast.keyword) and node.arg == "envvar"
+            # the environment kept for reading later (``env = os.environ if ... else ...``)
+            read |= isinstance(node, (ast.Assign, ast.IfExp, ast.BoolOp)) and "os.environ" in ast.unparse(node) \
+                and not any(isinstance(n, ast.BinOp) or (isinstance(n, ast.Attribute) and n.attr == "copy")
+                            for n in ast.walk(node))
             if read:
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert offenders == []
