@@ -8,11 +8,13 @@ restarts, a worker dying in a group, a worker joining, a fresh app id), and
 every output stream plus the final account states is compared with the clean
 reference run, record id by record id.
 
-* Each scenario gets its own embedded broker. Topic names are global constants
-  (``schemas.topics``), so two app ids on one broker would write the same output
-  topics and read each other's ``lifecycle.account-events``; only a broker per
-  scenario gives a clean output set to compare. ``KAFKA_BOOTSTRAP_SERVERS`` is
-  therefore ignored here.
+* Each scenario gets its own embedded broker (``KAFKA_BOOTSTRAP_SERVERS`` is
+  ignored here), with the base settings' topic namespace and the scenario's app id.
+  A topic namespace per scenario (``LIFECYCLE_TOPIC_NAMESPACE``) would separate
+  scenarios on one broker, but a dead letter's id derives from its raw topic's name
+  (``DeadLetter.build``), so dead letters of two namespaces could not be compared by
+  id; and a broker per scenario keeps one scenario's faults (dead members, a wedged
+  group) out of the next. Starting an embedded broker takes milliseconds.
 * "Now" is an input too: every worker of every scenario runs with the same
   ``frozen_now``. Only processing-time fields (``emitted_at``, ``failed_at``,
   ``ingested_at``, at any depth) are ignored; everything else must be equal.
