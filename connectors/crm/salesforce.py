@@ -63,6 +63,8 @@ _SF_PREFIX = {"001": "salesforce.account", "00Q": "salesforce.lead", "003": "sal
 _SF_IGNORED_CHANGES = frozenset({"DELETE", "GAP_DELETE", "UNDELETE"})
 _SF_GAPS = ("GAP_CREATE", "GAP_UPDATE", "GAP_UNDELETE", "GAP_OVERFLOW")
 _BITMAP = re.compile(r"^(?:(\d+)-)?0x([0-9A-Fa-f]+)$")
+# An overflow event names no record: its recordIds hold Salesforce's empty record id.
+_SF_EMPTY_ID = "000000000000000AAA"
 
 
 @dataclass(frozen=True)
@@ -195,7 +197,7 @@ class SalesforceParser(VendorParser):
         parts = cdc_parts(payload)
         if parts is not None:
             fields, header = parts.fields, parts.header
-            record_ids = header.get("recordIds") or [None]
+            record_ids = [r for r in header.get("recordIds") or [] if r != _SF_EMPTY_ID] or [None]
             entity = as_str(header.get("entityName")) or ""
         else:
             fields = payload

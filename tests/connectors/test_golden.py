@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from connectors.registry import parser_for
+from connectors.base import ParseError
+from connectors.registry import parser_for, vendor
 from tests.fixtures.vendors import HERE, INGESTED, ignored, parse, payloads
 
 
@@ -83,6 +84,21 @@ def test_stripe_plan_created_from_the_openapi_fixtures_is_ignored():
     assert ignored("stripe", "pub_plan_created_openapi.json") == [("plan.created", "evt_1Pgc76B7WZ01zgkWwyRHS12y")]
 
 
+@pytest.mark.parametrize("name, type_, event_id", [
+    ("pub_invoice_created_2023.json", "invoice.created", "evt_1PBXo8RxqlZt79sD18DpBLbR"),
+    ("pub_invoice_finalized_2023.json", "invoice.finalized", "evt_1PBXo8RxqlZt79sDD91Aiatr"),
+    ("pub_invoice_updated_2023.json", "invoice.updated", "evt_1PBXo9RxqlZt79sDB9rAuIOK"),
+    ("pub_charge_updated_2023.json", "charge.updated", "evt_3PBWUkRxqlZt79sD1jweBrdP"),
+    ("pub_payment_intent_succeeded_2023.json", "payment_intent.succeeded", "evt_3PBWUkRxqlZt79sD18BH2Rbr"),
+    ("pub_product_deleted_2023.json", "product.deleted", "evt_1PBXLRRxqlZt79sDh1ngaQvQ"),
+])
+def test_stripe_2023_deliveries_without_lifecycle_meaning_are_ignored(name, type_, event_id):
+    """The same test-mode account's other deliveries: an invoice before it is paid, the charge and
+    payment intent behind it (the payment counts once, by invoice), a deleted product."""
+    [(got_type, detail)] = ignored("stripe", name)
+    assert got_type == type_ and event_id in detail
+
+
 # ---- Segment ------------------------------------------------------------------------------
 def test_segment_spec_track_uses_timestamp_not_sent_or_received_at():
     [e] = parse("segment", "pub_spec_track.json")
@@ -139,6 +155,14 @@ def test_segment_common_fields_track_names_its_group_in_context():
         == "segment.group:12345"
 
 
+def test_segment_spec_screen_is_a_page_view_of_a_mobile_screen():
+    [e] = parse("segment", "pub_spec_screen.json")
+    assert (e.kind, at(e), e.attributes["name"]) == ("product.page", "2015-02-23T22:28:55.111000Z", "Home")
+    assert e.attributes["call"] == "screen"
+    assert e.identifiers == ["segment.user:97980cfea0067", "segment.anonymous:3a12eab0-bca7-11e4-8dfc-aa07a5b093db"]
+    assert "022bb90c-bbac-11e4-8dfc-aa07a5b093db" in e.event_id
+
+
 # ---- Zendesk ------------------------------------------------------------------------------
 def test_zendesk_event_webhook_ticket_created_links_the_organization():
     [e] = parse("zendesk", "pub_event_ticket_created.json")
@@ -177,6 +201,20 @@ def test_zendesk_ticket_audits_api_page_splits_into_audits(name, ticket):
     assert (e.attributes["status"], e.attributes["previous_status"]) == ("open", "new")
 
 
+def test_zendesk_recorded_ticket_creation_audit_is_a_ticket_created_with_its_organization():
+    """A real ``GET /api/v2/tickets/4633/audits.json`` answer: the creation audit's ``Create`` children
+    set status, requester and organization_id; its Comment and Notifications ride along."""
+    assert len(payloads("zendesk", "pub_audits_ticket_creation_recorded.json")) == 1
+    [e] = parse("zendesk", "pub_audits_ticket_creation_recorded.json")
+    assert (e.kind, at(e)) == ("support.ticket_created", "2017-04-19T11:14:21Z")
+    assert e.identifiers == ["zendesk.organization:16180288347", "zendesk.ticket:4633", "zendesk.user:21311632247"]
+    assert [(lk.a, lk.b) for lk in e.links] == [("zendesk.ticket:4633", "zendesk.organization:16180288347")]
+    assert (e.attributes["status"], e.attributes["via"]) == ("open", "api")
+    assert "288525837867" in e.event_id
+    assert parser_for("zendesk").key(payloads("zendesk", "pub_audits_ticket_creation_recorded.json")[0]) == \
+        "zendesk.organization:16180288347"
+
+
 # ---- Salesforce ---------------------------------------------------------------------------
 def test_salesforce_pubsub_bitmap_without_schema_falls_back_to_the_values_present():
     """changedFields ["0x400000", "4-0x01"] (LastModifiedDate, BillingAddress.Street per the capture's log)."""
@@ -199,6 +237,54 @@ def test_salesforce_cometd_envelope_is_read_and_an_unmapped_entity_ignored():
     assert parser_for("salesforce").event_id(p) == "1434298"            # data.event.replayId
     [(type_, _)] = ignored("salesforce", "pub_cometd_service_appointment.json")
     assert type_ == "ServiceAppointment.update"
+
+
+def test_salesforce_cdc_guide_opportunity_created():
+    [e] = parse("salesforce", "pub_cdc_guide_opportunity_create.json")
+    assert (e.kind, at(e)) == ("crm.opportunity_created", "2022-05-19T16:32:13Z")   # commitTimestamp 1652977933000
+    assert e.identifiers == ["salesforce.account:001SM0000000iibYAA", "salesforce.opportunity:006SM0000001Tb3YAE"]
+    assert [(lk.a, lk.b) for lk in e.links] == [("salesforce.opportunity:006SM0000001Tb3YAE",
+                                                  "salesforce.account:001SM0000000iibYAA")]
+    assert (e.attributes["raw_stage"], e.attributes["amount"]) == ("Prospecting", 40000)
+
+
+def test_salesforce_cdc_guide_account_created_with_a_compound_address():
+    [e] = parse("salesforce", "pub_cdc_guide_account_create_compound.json")
+    assert (e.kind, at(e)) == ("crm.company_updated", "2024-04-26T18:38:05Z")
+    assert e.identifiers == ["salesforce.account:0015f00002JUXA8AAP"]
+    assert e.attributes["name"] == "Acme"
+
+
+def test_salesforce_cdc_guide_compound_field_update_bitmap_without_schema():
+    """changedFields ["0x400000", "4-0x01"]: the guide decodes them to LastModifiedDate, BillingAddress.Street."""
+    [e] = parse("salesforce", "pub_cdc_guide_account_update_compound.json")
+    assert (e.kind, at(e)) == ("crm.company_updated", "2024-04-26T18:38:23Z")
+    assert e.identifiers == ["salesforce.account:0015f00002JUXA8AAP"]
+    assert e.attributes["changed"] == ["BillingAddress"]
+
+
+def _gap(name):
+    [p] = payloads("salesforce", name)
+    with pytest.raises(ParseError) as exc:
+        parser_for("salesforce").parse(p, INGESTED)
+    assert exc.value.reason == "enrichment_failed"      # only when no enricher re-read the records
+    return p, vendor("salesforce").enrichment.request(p)
+
+
+def test_salesforce_gap_create_is_re_read_by_record_id():
+    p, request = _gap("pub_cdc_guide_gap_create_account.json")
+    assert parser_for("salesforce").key(p) == "salesforce.account:001ZM000001n4n5YAA"
+    assert request.path == "/services/data/v60.0/query"
+    assert " FROM Account WHERE Id IN ('001ZM000001n4n5YAA') " in request.params["q"]
+
+
+def test_salesforce_gap_overflow_names_no_record_and_is_re_read_by_time_window():
+    """recordIds holds the empty id 000000000000000AAA: neither the ordering key nor the re-read uses it;
+    the re-read covers 5 minutes before the commit (1714417568000 = 2024-04-29T19:06:08Z)."""
+    p, request = _gap("pub_cdc_guide_gap_overflow_account.json")
+    assert parser_for("salesforce").key(p) == "salesforce.event:000a5148-405c-21fe-86ce-03205d7404ad:6"
+    assert " FROM Account WHERE SystemModstamp >= 2024-04-29T19:01:08.000Z " in request.params["q"]
+    assert "000000000000000AAA" not in request.params["q"]
 
 
 # ---- HubSpot ------------------------------------------------------------------------------
@@ -224,13 +310,29 @@ def test_hubspot_app_test_property_change_without_lifecycle_meaning_is_ignored()
     assert type_ == "contact.propertyChange" and "message" in detail
 
 
+@pytest.mark.parametrize("name, type_", [("pub_capture_generic_object_deletion.json", "object.deletion"),
+                                          ("pub_capture_generic_custom_object_creation.json", "object.creation")])
+def test_hubspot_captured_generic_webhooks_of_a_custom_object_are_ignored(name, type_):
+    """Generic (``object.*``) deliveries for custom object type 2-143964984: no lifecycle meaning,
+    nothing to read from the API."""
+    [(got_type, detail)] = ignored("hubspot", name)
+    assert got_type == type_ and "2-143964984" in detail
+    [p] = payloads("hubspot", name)
+    assert parser_for("hubspot").key(p) == "hubspot.object:177469910223"
+    assert vendor("hubspot").enrichment.request(p) is None
+
+
 def test_no_published_fixture_is_dead_lettered():
     """Every vendor-published payload either parses or is ignored: none needs a person to look at it."""
     for path in sorted(HERE.glob("*/pub_*.json")):
-        vendor = path.parent.name
-        parser = parser_for(vendor)
-        for p in payloads(vendor, path.name):
+        name = path.parent.name
+        parser = parser_for(name)
+        for p in payloads(name, path.name):
             try:
                 parser.parse(p, INGESTED)
-            except Exception as exc:  # noqa: BLE001 - Ignored is fine, a ParseError is not
-                assert type(exc).__name__ == "Ignored", f"{vendor}/{path.name}: {exc}"
+            except ParseError as exc:
+                # A gap event is Salesforce's "re-read these records": refused only when not enriched.
+                assert exc.reason == "enrichment_failed" and vendor(name).enrichment.request(p) is not None, \
+                    f"{name}/{path.name}: {exc}"
+            except Exception as exc:  # noqa: BLE001 - Ignored is fine
+                assert type(exc).__name__ == "Ignored", f"{name}/{path.name}: {exc}"
