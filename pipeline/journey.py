@@ -74,6 +74,11 @@ class IdentityConfig(BaseModel):
     # vendor modules declare. An unlisted namespace names an account.
     namespaces: dict[str, NamespaceKind] = Field(default_factory=lambda: _vendor_identity()[0])
 
+    def is_provisional(self, account_id: str) -> bool:
+        """An account not anchored on a CRM account id (``acct:<anchor>``) may still merge into one."""
+        anchor = account_id.removeprefix("acct:")
+        return self.namespaces.get(anchor.partition(":")[0]) != "crm_account"
+
 
 class DealStages(BaseModel):
     """Which CRM deal-stage ids mean won or lost, per pipeline: a custom pipeline's stage ids

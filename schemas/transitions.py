@@ -27,7 +27,13 @@ class StageTransition(Record):
     owner_id: str | None = Field(default=None, description="CRM owner of the account at the transition, if known")
     time_in_previous_stage_seconds: float | None = None
     inferred: bool = Field(default=False, description="True for an intermediate stage filled in on a jump")
-    direction: str = Field(default="forward", description="forward, backward, regression or return")
+    direction: str = Field(default="forward", description="forward, backward, regression, return, or merged")
+    provisional: bool = Field(
+        default=False, description="The account has no CRM account id yet and may later merge into one; "
+                                   "its transitions are then re-played under the survivor's id")
+    merged_into: str | None = Field(
+        default=None, description="Set only on a direction=merged record: this account was merged into that "
+                                  "one and its stream ends here (drop its transitions: the survivor re-played them)")
     emitted_at: UtcDatetime
 
     @staticmethod

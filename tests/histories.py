@@ -123,6 +123,6 @@ def future_dated(company: int, at: datetime) -> RawRecord:
     return n.hubspot_company_mql(str(company), at, f"future-{company}.example", event_id=company * 10 + 9)
 
 
-def won_without_kickoff(company: int) -> list[RawRecord]:
-    """A deal won on day 1 whose customer kickoff never happens: the kickoff SLA is pending."""
-    return [n.hubspot_deal_won(f"d{company}", str(company), created=day(0), won=day(1))]
+def won_without_kickoff(company: int, won: datetime = T0 + timedelta(days=1)) -> list[RawRecord]:
+    """A deal won (default: day 1) whose customer kickoff never happens: the kickoff SLA is pending."""
+    return [n.hubspot_deal_won(f"d{company}", str(company), created=won - timedelta(days=1), won=won)]

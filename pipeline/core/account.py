@@ -20,6 +20,7 @@ from pipeline.journey import JourneyDefinition
 from schemas.base import utcnow
 from schemas.events import LifecycleEvent
 from schemas.handoffs import Handoff
+from schemas.identity import AccountMerged
 from schemas.sla import SlaBreach
 from schemas.transitions import StageTransition
 
@@ -89,19 +90,26 @@ class AccountLogic:
         out.breaches.extend(self.sla.on_event(state.sla, state, event, result.transitions, now))
         return out
 
-    def on_merge_in(self, state: AccountState, journal: list[LifecycleEvent]) -> Outputs:
+    def on_merge_in(self, state: AccountState, journal: list[LifecycleEvent],
+                    merge: AccountMerged | None = None) -> Outputs:
         """Re-play an absorbed account's events into this one, in event time order.
 
         Older events may move the survivor forward (never backwards: the engine's
-        late-event rule), and re-open SLA clocks under the survivor's id.
+        late-event rule), and re-open SLA clocks under the survivor's id. If the absorbed
+        account had reached a stage, a ``direction: merged`` record for it comes first: on
+        lifecycle.stage-transitions its stream ends there (see ``merged_record``).
         """
+        ordered = sorted(journal, key=lambda e: (e.occurred_at, e.event_id))
         out = Outputs()
-        for event in sorted(journal, key=lambda e: (e.occurred_at, e.event_id)):
+        for event in ordered:
             step = self.on_event(state, event.model_copy(update={"account_id": state.account_id}))
             out.transitions += step.transitions
             out.handoffs += step.handoffs
             out.breaches += step.breaches
             out.journal += step.journal
+        marker = merged_record(self.journey, state, ordered, merge, self.clock())
+        if marker is not None:
+            out.transitions.insert(0, marker)
         return out
 
     def on_tick(self, state: AccountState, now: datetime) -> Outputs:
@@ -115,3 +123,34 @@ class AccountLogic:
     def notify_at(self, state: AccountState) -> datetime | None:
         due = [d for d in (self.sla.next_deadline(state.sla), self.handoffs.next_deadline(state.handoffs)) if d]
         return min(due) if due else None
+
+
+MERGED_KIND = "identity.account_merged"
+
+
+def merged_record(journey: JourneyDefinition, survivor: AccountState, journal: list[LifecycleEvent],
+                  merge: AccountMerged | None, emitted_at: datetime) -> StageTransition | None:
+    """The absorbed account's last word on lifecycle.stage-transitions: "merged into <survivor>",
+    from the stage it had reached to the survivor's stage after the merge.
+
+    Consumers drop an account's transitions once they see this record: the survivor has
+    re-played them under its own id, so a funnel counts the customer once. None if the
+    absorbed account never reached a stage (it published nothing). The absorbed account's
+    stage is re-derived from its journal, the events its stream was made of."""
+    absorbed = merge.from_account if merge is not None else next((e.account_id for e in journal if e.account_id), None)
+    if absorbed is None or absorbed == survivor.account_id:
+        return None
+    scratch = AccountState(account_id=absorbed)
+    for event in journal:
+        apply_event(journey, scratch, event, emitted_at)
+    if scratch.stage is None:
+        return None
+    trigger = merge.event_id if merge is not None else f"merge:{absorbed}"
+    at = merge.decided_at if merge is not None else max(e.occurred_at for e in journal)
+    to_stage = survivor.stage or scratch.stage
+    return StageTransition(
+        transition_id=StageTransition.make_id(absorbed, f"merged>{survivor.account_id}", trigger),
+        account_id=absorbed, from_stage=scratch.stage, to_stage=to_stage, occurred_at=at,
+        trigger_event_id=trigger, trigger_kind=MERGED_KIND, from_owner_team=journey.owner_of(scratch.stage),
+        to_owner_team=journey.owner_of(to_stage) or "", owner_id=survivor.crm_owner_id,
+        direction="merged", provisional=True, merged_into=survivor.account_id, emitted_at=emitted_at)

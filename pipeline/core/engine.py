@@ -161,6 +161,7 @@ def _enter(journey: JourneyDefinition, state: AccountState, stage: Stage, event:
         time_in_previous_stage_seconds=time_in_prev,
         inferred=inferred,
         direction=direction,
+        provisional=journey.identity.is_provisional(state.account_id),
         emitted_at=emitted_at,
     )
     state.stage = stage.id

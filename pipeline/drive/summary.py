@@ -33,6 +33,8 @@ class Summary:
                 s.duplicates += 1
                 continue
             seen.add(t.transition_id)
+            if t.merged_into:  # a merged account's stream ends: not a stage entry
+                continue
             s.transitions += 1
             s.transitions_by_pair[(t.from_stage or "(new)", t.to_stage)] += 1
             prev = current.get(t.account_id)

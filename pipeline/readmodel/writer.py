@@ -55,8 +55,11 @@ class ReadModelWriter:
         transitions: list[StageTransition] = []
         handoff_records: list[Handoff] = []
         breaches: list[SlaBreach] = []
+        merges: list[StageTransition] = []
         for i, record in enumerate(records):
-            if isinstance(record, StageTransition):
+            if isinstance(record, StageTransition) and record.merged_into:
+                merges.append(record)   # the end of a merged account's stream, not a stage entry
+            elif isinstance(record, StageTransition):
                 transitions.append(record)
             elif isinstance(record, Handoff):
                 handoff_records.append(record)
@@ -88,6 +91,9 @@ class ReadModelWriter:
                 READ_MODEL_ROWS.labels(kind=kind, outcome="duplicate").inc(dup)
             inserted += new
             duplicates += dup
+        for merged in merges:
+            assert merged.merged_into is not None
+            self.mark_merged(merged.account_id, merged.merged_into)
         return ApplyResult(inserted=inserted, duplicates=duplicates)
 
     def mark_merged(self, from_account: str, into_account: str) -> None:
