@@ -77,7 +77,8 @@ class Settings(BaseSettings):
     topic_namespace: str = Field("",
                                  description="Namespace of every topic name (e.g. 'staging' gives "
                                              "staging.lifecycle.raw.crm ...), so two deployments can share a "
-                                             "cluster; give each its own LIFECYCLE_APP_ID too. Empty: none.")
+                                             "cluster. Unless LIFECYCLE_APP_ID is set, the app id (consumer "
+                                             "group, changelogs) follows: <namespace>.lifecycle. Empty: none.")
     partitions: int = Field(4, ge=1, description="Partitions of the account-keyed topics (and their tables).")
 
     # --- Journey and read model ---------------------------------------------------------------------
@@ -169,6 +170,17 @@ class Settings(BaseSettings):
     @classmethod
     def _namespace(cls, value: str) -> str:
         return Topics(value).namespace  # ValueError says what a namespace may be
+
+    @model_validator(mode="before")
+    @classmethod
+    def _app_id_follows_namespace(cls, data: Any) -> Any:
+        """Two deployments need their own topics *and* their own consumer group and changelogs
+        (named after the app id): a namespace without an explicit app id names the app too."""
+        if isinstance(data, dict):
+            namespace = data.get("topic_namespace") or data.get(PREFIX + "TOPIC_NAMESPACE")
+            if namespace and not (data.get("app_id") or data.get(PREFIX + "APP_ID")):
+                data = {**data, "app_id": f"{namespace}.lifecycle"}
+        return data
 
     @model_validator(mode="after")
     def _security_complete(self) -> Settings:

@@ -120,3 +120,15 @@ def test_vendor_variables_are_the_settings_and_cover_the_registry(monkeypatch: p
     assert list(apis) == ["zendesk"]
     assert (apis["zendesk"].base_url, apis["zendesk"].token, apis["zendesk"].max_attempts) == \
         ("https://acme.zendesk.com", "tok", 2)
+
+
+def test_a_namespace_names_the_app_too_unless_an_app_id_is_given(monkeypatch) -> None:
+    """Two deployments on one cluster need their own consumer group and changelogs, which Faust
+    names after the app id: a namespace alone must not leave both on the default 'lifecycle'."""
+    assert Settings().app_id == "lifecycle"
+    assert Settings(topic_namespace="staging").app_id == "staging.lifecycle"
+    assert Settings(topic_namespace="staging", app_id="mine").app_id == "mine"
+    monkeypatch.setenv("LIFECYCLE_TOPIC_NAMESPACE", "prod")
+    assert Settings.from_env().app_id == "prod.lifecycle"
+    monkeypatch.setenv("LIFECYCLE_APP_ID", "explicit")
+    assert Settings.from_env().app_id == "explicit"
