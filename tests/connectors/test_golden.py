@@ -99,6 +99,15 @@ def test_stripe_2023_deliveries_without_lifecycle_meaning_are_ignored(name, type
     assert got_type == type_ and event_id in detail
 
 
+
+def test_stripe_charge_succeeded_from_the_stripe_cli_is_ignored():
+    """A full ``charge.succeeded`` event sent by the Stripe CLI (test mode, API 2025-04-30.basil):
+    the payment counts by invoice, so the charge has no lifecycle meaning and is never dead-lettered."""
+    assert ignored("stripe", "pub_charge_succeeded_braze_docs.json") == \
+        [("charge.succeeded", "evt_3RTqw0RMEOaIvYpU1k2TFajH")]
+    [p] = payloads("stripe", "pub_charge_succeeded_braze_docs.json")
+    assert parser_for("stripe").key(p) == "stripe.customer:cus_SOeDf39aosGb97"
+
 # ---- Segment ------------------------------------------------------------------------------
 def test_segment_spec_track_uses_timestamp_not_sent_or_received_at():
     [e] = parse("segment", "pub_spec_track.json")
