@@ -23,8 +23,10 @@ and journeys with the same identity settings share identity resolution too.
 
 from __future__ import annotations
 
+import gc
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -48,6 +50,7 @@ from schemas.transitions import StageTransition
 SourceKey = tuple[str, int]   # (raw topic, partition): the merge's tie-break order
 REFILL = 256                  # records read from a partition whenever its queue runs dry
 FLUSH_AT = 2_000              # released messages handed to the account partitions at once
+GC_THRESHOLDS = (100_000, 50, 100)   # see relaxed_gc
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +64,20 @@ class RawInput:
 
 
 _Released = tuple[list[LifecycleEvent], RawInput]   # a merge item: a record's events and the record
+
+
+@contextmanager
+def relaxed_gc() -> Iterator[None]:
+    """Collect garbage less often while replaying: a replay keeps millions of small objects
+    alive (states, journals, outputs) and CPython's default gen-0 threshold (700 allocations)
+    rescans them so often that it costs about a third of the run. Nothing here makes cycles
+    that must be freed early; the thresholds are restored afterwards."""
+    before = gc.get_threshold()
+    gc.set_threshold(*GC_THRESHOLDS)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
 
 
 def partition_of(account_id: str, partitions: int) -> int:
@@ -198,6 +215,11 @@ class OfflinePipeline:
             progress: Callable[[int], None] | None = None) -> list[ReplayOutput]:
         """Everything recorded in ``sources`` (each in offset order), then the clock; one
         output per journey, in the order given. ``progress`` is told how many records were read."""
+        with relaxed_gc():
+            return self._run(sources, progress)
+
+    def _run(self, sources: Mapping[SourceKey, Iterable[RawInput]],
+             progress: Callable[[int], None] | None) -> list[ReplayOutput]:
         merge: SourceMerge[SourceKey, _Released] = SourceMerge(order=lambda key: key)
         readers = {key: iter(records) for key, records in sources.items()}
         queued = dict.fromkeys(readers, 0)
