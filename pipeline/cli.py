@@ -43,11 +43,17 @@ def config_show(as_json: bool) -> None:
 
 
 @main.command()
-def worker() -> None:
+@click.option("--role", type=click.Choice(["all", "stream", "sink"]), default=None,
+              help="all: stream and read-model sink (default, LIFECYCLE_ROLE); stream: ingest, accounts, timers; "
+                   "sink: the read-model sink alone, so SQL never competes with the stream loop.")
+def worker(role: str | None) -> None:
     """Run a pipeline worker (KAFKA_BOOTSTRAP_SERVERS, or an embedded broker for local trials)."""
     from pipeline.runtime import broker_for, run_worker
 
-    with broker_for(Settings.from_env()) as settings:
+    settings = Settings.from_env()
+    if role is not None:
+        settings = settings.with_(role=role)
+    with broker_for(settings) as settings:
         run_worker(settings)
 
 

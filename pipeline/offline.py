@@ -4,17 +4,17 @@ A what-if (``pipeline.whatif``) must give exactly what the pipeline produced for
 same journey, so this driver calls the worker's own pure steps in the worker's order
 (``pipeline/app.py``, ``LifecyclePipeline``) and replaces only the transport:
 
-* ``_ingest``/``_release``: each raw record → ``pipeline.ingest.parse_record``, pushed
+* ``Ingest.run``/``Ingest._release`` (``pipeline/agents/ingest.py``): each raw record → ``pipeline.ingest.parse_record``, pushed
   into ``core.merge.SourceMerge`` as one item at its oldest event's time, partitions
   ordered by ``(topic, partition)``; released items' events sorted by event time →
   ``pipeline.ingest.resolve_event`` over dict tables → ``AccountMessage`` numbered
   ``("ingest", seq)``. A partition is caught up when its input is exhausted, which is
   the worker's "offset reached the high-water mark" once everything is recorded.
-* ``route``/``_accounts``: messages go to their account's partition (Kafka's murmur2
+* ``route``/``Accounts._batch`` (``pipeline/agents/accounts.py``): messages go to their account's partition (Kafka's murmur2
   partitioner) and each partition's queue runs through ``core.partition.PartitionLogic``
   with plain dicts as tables; forwarded messages (merges) join the end of their target
   partition's queue, as the account topic would deliver them, until nothing moves.
-* ``_clock_timer``: once all input is released, one ``clock`` message (the pinned wall
+* ``Timers.clock`` (``pipeline/agents/timers.py``): once all input is released, one ``clock`` message (the pinned wall
   clock minus the allowed lateness) to every partition.
 
 Several journeys can share one pass: parsing and the merge do not depend on the journey,
@@ -251,7 +251,7 @@ class OfflinePipeline:
 
     def _refill(self, merge: SourceMerge[SourceKey, _Released], key: SourceKey,
                 reader: Iterator[RawInput]) -> int:
-        """Parse up to ``REFILL`` records of one partition into the merge (``LifecyclePipeline._ingest``)."""
+        """Parse up to ``REFILL`` records of one partition into the merge (``agents.ingest.Ingest.run``)."""
         n = 0
         stats, until = self.stats, self.until
         for raw in reader:

@@ -86,7 +86,11 @@ class Settings(BaseSettings):
                                      description="Journey definition file. Unset: the shipped default.")
     data_dir: Path = Field(Path("lifecycle-data"), description="Worker state and the default SQLite read model.")
     database_url: str | None = Field(None, description="Read model URL. Unset: sqlite:///<data dir>/readmodel.db.")
-    sink_enabled: bool = Field(True, description="Run the read-model sink agent in this worker.")
+    sink_enabled: bool = Field(True, description="Run the read-model sink agent in this worker (role all).")
+    role: Literal["all", "stream", "sink"] = Field(
+        "all", description="What this worker runs: all (stream + read-model sink), stream (ingest, accounts, "
+                           "timers) or sink (the read-model sink alone, in its own group <app id>-readmodel, "
+                           "so SQL never competes with the stream loop).")
 
     # --- Web surface (/metrics, /healthz, /readyz, /api/reports/*) -------------------------------------
     web_host: str = "127.0.0.1"

@@ -116,7 +116,7 @@ class PartitionLogic:
             if message.type == "clock":
                 self.caught_up = True
                 if message.now is not None:
-                    run.advance(message.now)
+                    run.advance(message.now, fire_due=True)
                 continue
             self.caught_up = False
             if message.type == "event" and message.event is not None:
@@ -127,8 +127,7 @@ class PartitionLogic:
 
     def clock_due(self, now: datetime) -> bool:
         """Caught up, and the wall clock has passed the next deadline: time for a clock message."""
-        return self.caught_up and bool(self._heap) and self._heap[0][0] <= now.timestamp() and (
-            self.progress.watermark is None or self.progress.watermark < now.timestamp())
+        return self.caught_up and bool(self._heap) and self._heap[0][0] <= now.timestamp()
 
     def next_seq(self) -> int:
         self.progress.forwarded += 1
@@ -169,22 +168,29 @@ class _Batch:
         return self._deadlines.get(account_id)
 
     # ---- the clock ---------------------------------------------------------------------
-    def advance(self, now: datetime) -> None:
-        """The partition's clock reached ``now``: tick every account whose deadline passed."""
+    def advance(self, now: datetime, fire_due: bool = False) -> None:
+        """The partition's clock reached ``now``: tick every account whose deadline passed.
+
+        A clock that does not move (``fire_due``: a wall clock pinned, or the same instant
+        again) still fires what came due meanwhile: deadlines registered after the clock
+        reached them, by events older than it, would otherwise wait for a later reading."""
         progress = self.owner.progress
         ts = now.timestamp()
         if progress.watermark is not None and ts <= progress.watermark:
-            return
-        progress.watermark = ts
+            if not fire_due:
+                return
+            ts = progress.watermark
+        else:
+            progress.watermark = ts
+            # An account awaiting a merge must see every clock reading, in place: once its journal
+            # is in, each fires what the merged state has due by then, as an unblocked one would.
+            if progress.blocked:
+                self._new_readings.append(ts)
+                progress.log_len += 1
+                if self._log is not None:
+                    self._log[1].append(ts)
         heap = self.owner._heap
         reading = datetime.fromtimestamp(ts, timezone.utc)
-        # An account awaiting a merge must see every clock reading, in place: once its journal
-        # is in, each fires what the merged state has due by then, as an unblocked one would.
-        if progress.blocked:
-            self._new_readings.append(ts)
-            progress.log_len += 1
-            if self._log is not None:
-                self._log[1].append(ts)
         while heap and heap[0][0] <= ts:
             due, account_id = heapq.heappop(heap)
             if self.deadline(account_id) != due:

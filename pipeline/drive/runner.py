@@ -180,7 +180,7 @@ def internal_topics(topics: Topics | None = None) -> list[str]:
 
 def consumed_topics(topics: Topics | None = None) -> list[str]:
     """Everything a worker consumes, the read-model sink included (the tests' and demo's measure of done)."""
-    from pipeline.sink import sink_topics
+    from pipeline.agents.sink import sink_topics
 
     t = topics or topics_for()
     return [*internal_topics(t), *sink_topics(t)]

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 import pytest
 from kafka.partitioner.default import murmur2
 
-from connectors.base import ParseError
+from connectors.base import Ignored, ParseError
 from connectors.registry import parse_raw
 from pipeline.core.account import AccountLogic
 from pipeline.core.identity import IdentityResolver, UnresolvableEvent
@@ -36,7 +36,7 @@ def ingested() -> list[AccountMessage]:
     for raw in generate(SampleConfig(accounts=60, seed=7)):
         try:
             events += parse_raw(raw)
-        except ParseError:
+        except (ParseError, Ignored):
             pass
     events.sort(key=lambda e: (e.occurred_at, e.event_id))
     resolver = IdentityResolver(J.identity, {}, {})

@@ -1,0 +1,121 @@
+"""The accounts agent: each batch from the account topic through its partition's state
+machine (``core.partition``: engine, SLA, handoffs, merges, the clock), outputs published,
+state written once per batch.
+
+Acks are manual: Faust's auto-ack acknowledges the message in hand when an agent is
+cancelled (SIGTERM), so a batch cut off before its table writes was committed as done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+import faust
+from faust.types import TP
+
+from pipeline import metrics
+from pipeline.core.partition import Emitted, PartitionLogic
+from schemas.accounts import AccountBatch
+from schemas.cloudevents import ce_headers, source_for
+from schemas.sla import SlaBreachStatus
+
+if TYPE_CHECKING:
+    from pipeline.app import LifecyclePipeline
+
+
+class Accounts:
+    """One ``PartitionLogic`` per owned account partition, rebuilt from the tables after each assignment."""
+
+    def __init__(self, pipeline: LifecyclePipeline) -> None:
+        self.pipeline = pipeline
+        self.partitions: dict[int, PartitionLogic] = {}
+        self.clock_sent: set[int] = set()        # partitions with a self-clock in flight
+        self._assigned: set[int] = set()
+        self._lock = asyncio.Lock()              # held for each batch, so a revoke waits for it
+
+    async def run(self, stream: faust.StreamT) -> None:
+        try:
+            async for event in stream.noack().events():
+                async with self._lock:
+                    await self._batch(event)
+        except BaseException as exc:
+            self.pipeline.note_failure(exc)
+            raise
+
+    async def on_revoked(self, revoked: set[TP]) -> None:
+        """A batch in hand finishes (writes and ack) before its partition may move."""
+        topic = self.pipeline.topics.account_events
+        async with self._lock:
+            for tp in revoked:
+                if tp.topic == topic:
+                    self._assigned.discard(tp.partition)
+                    self.partitions.pop(tp.partition, None)
+
+    def on_assigned(self, assigned: set[TP]) -> None:
+        topic = self.pipeline.topics.account_events
+        self._assigned = {tp.partition for tp in assigned if tp.topic == topic}
+        for partition in self._assigned:
+            self.partitions.pop(partition, None)  # rebuilt from the recovered tables
+
+    async def _batch(self, event: Any) -> None:
+        partition = event.message.partition
+        if partition not in self._assigned:
+            return  # buffered before a rebalance took the partition away: its new owner reads it
+        p = self.pipeline
+        logic = self.partitions.get(partition)
+        if logic is None:
+            logic = self.partitions[partition] = self._load(partition)
+        batch: AccountBatch = event.value
+        self.clock_sent.discard(partition)
+        result = logic.process(batch.messages, p.accounts, p.journals, p.deadlines, p.progress)
+        for emitted in result.emitted:
+            await self._publish(emitted)
+        if result.forward:
+            await p.route(result.forward)
+        _write(p.accounts, result.states)
+        _write(p.journals, result.journals)
+        _write(p.deadlines, result.deadlines)
+        _write(p.progress, result.readings)
+        p.progress[str(partition)] = logic.progress.to_dict()
+        event.ack()
+
+    def _load(self, partition: int) -> PartitionLogic:
+        p = self.pipeline
+        logic = PartitionLogic(p.logic, partition)
+        logic.load(p.progress.get(str(partition)),
+                   ((account, due) for account, due in p.deadlines.items() if p.partition_of(account) == partition))
+        metrics.child(metrics.TABLE_KEYS, "accounts").set(len(p.accounts))
+        metrics.child(metrics.TABLE_KEYS, "deadlines").set(len(p.deadlines))
+        return logic
+
+    async def _publish(self, emitted: Emitted) -> None:
+        p = self.pipeline
+        key, out, msg = emitted.account_id, emitted.outputs, emitted.message
+        source = source_for(p.settings.app_id)  # CloudEvents headers (schemas.cloudevents)
+        if out.outcome is not None:
+            metrics.child(metrics.ENGINE_OUTCOMES, out.outcome.value).inc()
+        for tr in out.transitions:
+            metrics.child(metrics.TRANSITIONS, tr.from_stage or "none", tr.to_stage).inc()
+            if tr.from_stage and tr.time_in_previous_stage_seconds is not None and not tr.inferred:
+                metrics.child(metrics.TIME_IN_STAGE, tr.from_stage).observe(tr.time_in_previous_stage_seconds)
+            if msg.event is not None:
+                metrics.PROCESSING_LATENCY.observe(max(0.0, (tr.emitted_at - msg.event.ingested_at).total_seconds()))
+            await p.transitions_topic.send(key=key, value=tr, headers=ce_headers(tr, source), force=True)
+        for ho in out.handoffs:
+            metrics.child(metrics.HANDOFFS, ho.from_team or "none", ho.to_team, ho.status.value).inc()
+            await p.handoffs_topic.send(key=key, value=ho, headers=ce_headers(ho, source), force=True)
+        for br in out.breaches:
+            metrics.child(metrics.SLA_BREACHES, br.sla_id, br.severity, br.status.value).inc()
+            if br.status is SlaBreachStatus.BREACHED and msg.type in ("tick", "clock"):
+                metrics.SLA_DETECTION_DELAY.observe(max(0.0, (br.emitted_at - br.deadline).total_seconds()))
+            await p.breaches_topic.send(key=key, value=br, headers=ce_headers(br, source), force=True)
+
+
+def _write(table: Any, changes: dict[str, Any]) -> None:
+    """A batch's changes to one table: a value sets its key, None deletes it."""
+    for key, value in changes.items():
+        if value is None:
+            table.pop(key, None)
+        else:
+            table[key] = value

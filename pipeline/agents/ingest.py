@@ -1,0 +1,231 @@
+"""The ingest agent: raw vendor records → canonical events → event-time merge → identity →
+numbered messages on the account topic.
+
+Output is a function of the input alone: records are released in a merged order decided by
+the data (``core.merge``: offset-based idleness, no wall-clock quietness), identity is resolved
+in that order, and every message sent is numbered (``seq``), so an account partition applies
+each once. A raw record is acknowledged only once all it caused has been sent; its table writes
+name it (``pipeline.tables.source_position``), so recovery resumes exactly at the commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from typing import TYPE_CHECKING, Any
+
+import faust
+from faust.types import TP
+
+from pipeline import metrics
+from pipeline.core.merge import Item, SourceMerge
+from pipeline.ingest import parse_record, resolve_event
+from pipeline.tables import source_position
+from schemas.accounts import AccountMessage
+from schemas.cloudevents import ce_headers, source_for
+from schemas.events import DeadLetter, LifecycleEvent
+from schemas.identity import parse_identity_record
+
+if TYPE_CHECKING:
+    from pipeline.app import LifecyclePipeline
+
+BATCH_MAX = 500          # messages per account-topic batch
+BATCH_WAIT_MAX = 1.0     # seconds: the most a released event waits for its batch while input flows
+
+
+class Ingest:
+    """The merge and what it has released but not yet sent; one per worker."""
+
+    def __init__(self, pipeline: LifecyclePipeline) -> None:
+        self.pipeline = pipeline
+        self.app = pipeline.app
+        self.settings = pipeline.settings
+        self.topics = pipeline.topics
+        self.merge: SourceMerge[TP, tuple[list[LifecycleEvent], _Pending]] = SourceMerge(
+            order=lambda tp: (tp.topic, tp.partition))
+        self.lock = asyncio.Lock()               # the merge, the outbox and the identity tables
+        self.announced = False                   # "caught up" sent since the last new record
+        self._next_offset: dict[TP, int] = {}     # next raw offset the merge expects, per partition
+        self._assigned: set[TP] = set()           # raw partitions this worker owns now
+        self._outbox: list[AccountMessage] = []
+        self._outbox_done: list[_Pending] = []
+        self._outbox_since = time.monotonic()     # when the oldest unsent released message was queued
+        self._pushed_since_tick = False
+        self._sends: list[tuple[Any, str, Any]] = []  # identity facts and dead letters found while releasing
+
+    # ---- the agent ---------------------------------------------------------------------------
+    async def run(self, stream: faust.StreamT) -> None:
+        """Acks are manual: a raw record is acknowledged once all its events have been
+        released and sent, which the merge does in offset order."""
+        try:
+            async for event in stream.noack().events():
+                message = event.message
+                tp = TP(message.topic, message.partition)
+                if tp not in self._assigned:
+                    continue  # buffered before a rebalance took it away: its new owner reads it
+                if message.offset < self._next_offset.get(tp, 0):
+                    continue  # delivered again after a rebalance: already in the merge
+                parsed = self._parse(event)
+                async with self.lock:
+                    # A record is one unit of the merge (at its oldest event's time): its events
+                    # are released, resolved and acknowledged together, so a committed offset
+                    # never splits a record's identity writes from the ones that follow it.
+                    first = min((ev.occurred_at for ev in parsed), default=None)
+                    self.merge.push(tp, Item(first, (parsed, _Pending(event))))
+                    self._next_offset[tp] = message.offset + 1
+                    self.announced = False
+                    self._pushed_since_tick = True
+                    await self._release_all(flush_at=BATCH_MAX)
+        except BaseException as exc:
+            self.pipeline.note_failure(exc)
+            raise
+
+    async def tick(self) -> None:
+        """The release timer: release what became decidable without a new record (a partition
+        reached its end) and send a batch that has waited long enough."""
+        async with self.lock:
+            # While records keep coming, batches fill to BATCH_MAX (each account is then written
+            # once per full batch); a part-filled one goes once input pauses or it grew old.
+            flowing = self._pushed_since_tick and time.monotonic() - self._outbox_since < BATCH_WAIT_MAX
+            self._pushed_since_tick = False
+            await self._release_all(flush_at=BATCH_MAX if flowing else 0)
+
+    def idle(self) -> bool:
+        """Every owned raw partition read to its end and everything released sent (call under ``lock``)."""
+        return (bool(self.merge.partitions()) and not len(self.merge) and not self._outbox
+                and all(self._caught_up(tp) for tp in self.merge.partitions()))
+
+    # ---- rebalances --------------------------------------------------------------------------
+    async def on_revoked(self, revoked: set[TP]) -> None:
+        """Before partitions may move: send and commit everything released, so the committed
+        offsets are exactly what the identity state has seen (the next owner recovers to them)."""
+        if any(tp.topic in self.topics.raw.values() for tp in revoked):
+            async with self.lock:
+                await self._flush_outbox()
+                await self.app.consumer.commit()
+        self._assigned -= revoked
+
+    def on_assigned(self, assigned: set[TP]) -> None:
+        """Raw partitions that moved away: forget what was queued (the new owner re-reads it from
+        the committed offset). Kept ones keep their queue; records Faust delivers again after
+        seeking back to the commit are skipped as already queued."""
+        for tp in self.merge.partitions():
+            if tp not in assigned:
+                self.merge.drop_partition(tp)
+                self._next_offset.pop(tp, None)
+        self._assigned = {tp for tp in assigned if tp.topic in self.topics.raw.values()}
+        for tp in self._assigned:
+            self.merge.add_partition(tp)
+
+    # ---- the merge ---------------------------------------------------------------------------
+    def _caught_up(self, tp: TP) -> bool:
+        """Read to its end offset: an empty queue here holds nothing back (offset-based idleness)."""
+        highwater = self.app.consumer.highwater(tp)
+        if highwater is None:
+            return False
+        position = self._next_offset.get(tp)
+        if position is None:
+            position = self._committed(tp)
+        return position >= highwater
+
+    def _committed(self, tp: TP) -> int:
+        """Where consumption of ``tp`` resumes: the committed offset (Kafka says -1 for none)."""
+        committed = self.app.consumer._committed_offset.get(tp)
+        return committed if committed is not None and committed > 0 else 0
+
+    async def _release_all(self, flush_at: int) -> None:
+        """Release in slices of a batch, sending each full one, so a partition that becomes
+        caught up with thousands queued never blocks the event loop for long."""
+        while True:
+            released = self._release(BATCH_MAX)
+            if (self._outbox or self._outbox_done) and len(self._outbox) >= flush_at:
+                await self._flush_outbox()
+            if released < BATCH_MAX:
+                return
+
+    def _release(self, limit: int) -> int:
+        """Take up to ``limit`` items the merge lets go, resolve identity in that order, queue
+        them to send; returns how many were taken."""
+        state = self.pipeline.ingest_state
+        seq = state.get("seq") or 0
+        last: tuple[str, int, int] | None = None
+        taken = 0
+        for _tp, (events, pending) in itertools.islice(self.merge.pop_ready(self._caught_up), limit):
+            taken += 1
+            if events:
+                message = pending.event.message
+                last = (message.topic, message.partition, message.offset)
+                with source_position(*last):
+                    for event in sorted(events, key=lambda e: e.occurred_at):
+                        for out in self._resolve(event, pending):
+                            seq += 1
+                            out.origin, out.seq = "ingest", seq
+                            self._outbox.append(out)
+            self._outbox_done.append(pending)
+        if last is not None:
+            with source_position(*last):
+                state["seq"] = seq
+        return taken
+
+    async def _flush_outbox(self) -> None:
+        outbox, done, sends = self._outbox, self._outbox_done, self._sends
+        self._outbox, self._outbox_done, self._sends = [], [], []
+        self._outbox_since = time.monotonic()
+        identity_topic = self.pipeline.identity_topic
+        for topic, key, value in sends:
+            headers = (ce_headers(parse_identity_record(value), source_for(self.settings.app_id))
+                       if topic is identity_topic else None)
+            await topic.send(key=key, value=value, headers=headers, force=True)
+        if outbox:
+            await self.pipeline.route(outbox)
+        for pending in done:
+            pending.done()
+
+    # ---- the pure steps (``pipeline.ingest``), with their metrics and dead letters -----------
+    def _parse(self, event: Any) -> list[LifecycleEvent]:
+        """One raw record → its canonical events (stateless). Anything unusable is queued as a
+        dead letter and yields nothing."""
+        message = event.message
+        parsed = parse_record(event.value, message.topic, f"{message.topic}/{message.partition}/{message.offset}",
+                              now=self.pipeline.wall(), accept_test_mode=self.settings.accept_test_mode,
+                              future_skew=self.pipeline.future_skew)
+        metrics.child(metrics.EVENTS_INGESTED, parsed.source, parsed.outcome).inc()
+        if parsed.dead_letter is not None:
+            self._queue_dead_letter(parsed.dead_letter)
+        elif parsed.ignored is not None:
+            metrics.child(metrics.IGNORED, *parsed.ignored).inc()
+        for ev in parsed.events:
+            metrics.child(metrics.CANONICAL_EVENTS, ev.kind).inc()
+        return parsed.events
+
+    def _resolve(self, ev: LifecycleEvent, pending: _Pending) -> list[AccountMessage]:
+        """Resolve an event in merged order; queue its identity facts."""
+        resolved = resolve_event(self.pipeline.resolver, ev)
+        if resolved.unresolvable is not None:
+            message = pending.event.message
+            self._queue_dead_letter(DeadLetter.build(
+                stage="resolve", reason="no_usable_identifier", detail=resolved.unresolvable,
+                original=pending.event.value, failed_at=self.pipeline.wall(), source_topic=message.topic,
+                source=ev.source.value,
+                origin_ref=f"{message.topic}/{message.partition}/{message.offset}#{ev.event_id}"))
+        for key, fact in resolved.facts:
+            self._sends.append((self.pipeline.identity_topic, key, fact))
+        return resolved.messages
+
+    def _queue_dead_letter(self, record: DeadLetter) -> None:
+        """Sent with the next batch, before the record is acknowledged."""
+        metrics.child(metrics.DEAD_LETTERS, record.stage, record.reason).inc()
+        self._sends.append((self.pipeline.dead_letter_topic, record.dead_letter_id, record))
+
+
+class _Pending:
+    """A raw record in the merge; acknowledged once its events have been sent on."""
+
+    __slots__ = ("event",)
+
+    def __init__(self, event: Any) -> None:
+        self.event = event
+
+    def done(self) -> None:
+        self.event.ack()
