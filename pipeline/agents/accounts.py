@@ -101,7 +101,9 @@ class Accounts:
                 metrics.child(metrics.TIME_IN_STAGE, tr.from_stage).observe(tr.time_in_previous_stage_seconds)
             if msg.event is not None:
                 metrics.PROCESSING_LATENCY.observe(max(0.0, (tr.emitted_at - msg.event.ingested_at).total_seconds()))
-            await p.transitions_topic.send(key=key, value=tr, headers=ce_headers(tr, source), force=True)
+            # keyed by the record's own account: a merge's "merged" record ends the absorbed
+            # account's stream, in that account's partition, after its earlier transitions
+            await p.transitions_topic.send(key=tr.account_id, value=tr, headers=ce_headers(tr, source), force=True)
         for ho in out.handoffs:
             metrics.child(metrics.HANDOFFS, ho.from_team or "none", ho.to_team, ho.status.value).inc()
             await p.handoffs_topic.send(key=key, value=ho, headers=ce_headers(ho, source), force=True)

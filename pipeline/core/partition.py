@@ -175,7 +175,9 @@ class _Batch:
         again) still fires what came due meanwhile: deadlines registered after the clock
         reached them, by events older than it, would otherwise wait for a later reading."""
         progress = self.owner.progress
-        ts = now.timestamp()
+        # never ahead of the wall clock: an event dated within the accepted future skew
+        # (``pipeline.ingest``) must not fire deadlines before they pass
+        ts = min(now.timestamp(), self.logic.clock().timestamp())
         if progress.watermark is not None and ts <= progress.watermark:
             if not fire_due:
                 return
@@ -260,7 +262,7 @@ class _Batch:
             state.awaiting_merge = None
             self.owner.progress.blocked.remove(account_id)
         state.held, state.held_at, state.blocked_at = [], [], 0  # log positions depend on other accounts
-        self.emit(state, self.logic.on_merge_in(state, journal), message)
+        self.emit(state, self.logic.on_merge_in(state, journal, merge=message.merge), message)
         end = self.owner.progress.log_len
         for i, (queued, held_at) in enumerate([*held, (None, end)]):
             current = self.state(account_id)  # a held merge_out replaces the state

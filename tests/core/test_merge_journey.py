@@ -45,9 +45,8 @@ def test_the_provisional_stream_is_marked_and_ends_with_a_merged_record() -> Non
     assert all(t.provisional for t in contact)
     marker = contact[-1]
     assert marker.merged_into == SURVIVOR and marker.trigger_kind == MERGED_KIND
-    # PartitionLogic does not hand on_merge_in the AccountMerged yet: the record is then stamped
-    # with the absorbed account's last event (given the merge, its decision time: see below).
-    assert marker.occurred_at == h.day(2)
+    # stamped at the merge (the association on day 5), not at the contact's last event (day 2)
+    assert marker.occurred_at == h.day(5)
     # The survivor re-played the contact's transitions: same triggers, under its own id.
     assert {t.trigger_event_id for t in contact[:2]} <= {t.trigger_event_id for t in _stream(out, SURVIVOR)}
 

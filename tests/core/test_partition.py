@@ -110,3 +110,28 @@ def test_a_merge_gives_the_same_outputs_whenever_the_journal_arrives() -> None:
     assert len(outcomes) == 1
     (only,) = outcomes
     assert len(only) >= 3  # transitions, handoffs and breaches, not an empty agreement
+
+
+
+def test_the_sla_clock_never_runs_ahead_of_the_wall_clock() -> None:
+    """An event dated after the wall clock (within the accepted skew) moves the partition's clock
+    only to the wall clock: deadlines before the event's date but after now must not fire."""
+    wall = ny(2025, 3, 7, 12)
+    p = PartitionLogic(AccountLogic(J, clock=lambda: wall), partition=0)
+    Tables().run(p, [ingest(1, OPP), ingest(2, LATER)])
+    assert p.progress.watermark == wall.timestamp()
+
+
+def test_a_pinned_clock_fires_deadlines_registered_behind_it() -> None:
+    """With the wall clock pinned, a clock reading arrives before a backfilled deal; the kickoff
+    deadline that deal registers already lies behind the clock. The next reading of the same
+    instant fires it (a live clock would move on; a pinned one never does)."""
+    wall = ny(2025, 4, 1, 9)
+    p, tables = PartitionLogic(AccountLogic(J, clock=lambda: wall), partition=0), Tables()
+    tables.run(p, [AccountMessage(type="clock", account_id="", now=wall)])
+    tables.run(p, [ingest(1, OPP), ingest(2, WON)])
+    result = tables.run(p, [AccountMessage(type="clock", account_id="", now=wall)])
+    breaches = [b for e in result.emitted for b in e.outputs.breaches]
+    assert [(b.sla_id, b.status.value) for b in breaches if b.sla_id == "customer-kickoff"] == [
+        ("customer-kickoff", "breached")]
+    assert not p.clock_due(wall)  # nothing due is left behind the clock
