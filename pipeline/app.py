@@ -63,7 +63,7 @@ def faust_config(settings: Settings) -> dict[str, Any]:
     return dict(
         broker=f"kafka://{settings.bootstrap_servers}",
         broker_credentials=faust_credentials(settings),
-        store="memory://",
+        store=f"{settings.store}://",  # pipeline.tables registers rocksdict://
         datadir=str(settings.data_dir / "faust"),
         topic_partitions=settings.partitions,
         topic_replication_factor=1,

@@ -91,6 +91,9 @@ class Settings(BaseSettings):
         "all", description="What this worker runs: all (stream + read-model sink), stream (ingest, accounts, "
                            "timers) or sink (the read-model sink alone, in its own group <app id>-readmodel, "
                            "so SQL never competes with the stream loop).")
+    store: Literal["memory", "rocksdict"] = Field(
+        "memory", description="Table store: memory (rebuilt from the changelogs at every start) or rocksdict "
+                              "(RocksDB files under the data dir: a clean restart reads only the changelog tail).")
 
     # --- Web surface (/metrics, /healthz, /readyz, /api/reports/*) -------------------------------------
     web_host: str = "127.0.0.1"

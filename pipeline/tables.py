@@ -17,6 +17,26 @@ offsets then move together (see README, Delivery guarantees).
 
 Writes made outside a stream (the ingest step releases held records from a
 timer) name their source with :func:`source_position`.
+
+**Stores** (``LIFECYCLE_STORE``). ``memory`` holds the tables in dicts and reads every
+changelog from its start at every start. ``rocksdict`` (:class:`RocksDictStore`: Faust's
+RocksDB store through the ``rocksdict`` binding) keeps each table partition in a RocksDB
+file under the data dir with the changelog offset it holds, so a restart reads only the
+changelog *tail*. A local file is written as the worker processes, before the input is
+committed, so after a kill -9 it can hold writes of input that will be processed again,
+which the changelog cut above cannot take back out. So each partition file also records,
+in the same sequence of RocksDB writes as the data and before it, the highest input offset
+per source partition whose writes it holds (``__lc\0sources__``). When a table partition is
+assigned, before Faust reads the file's persisted offset, that record is compared with the
+group's committed offsets: if every source offset is below its committed offset, the file
+is a prefix of the committed state and is kept (the tail is recovered with the same cut);
+if any is at or past it (a kill -9, a commit skipped at shutdown, a broker that lost its
+topics), the file is deleted and the partition is recovered from the whole changelog like
+the memory store. A clean stop (SIGTERM: the last commit follows the last write) keeps the
+file; either way the recovered state is exactly the committed state. The check is the
+state itself rather than a "clean shutdown" flag: a SIGTERM can end before the final
+commit (cancelled mid-release, producer stopping), and a flag would then keep state ahead
+of the commit.
 """
 
 from __future__ import annotations
@@ -29,6 +49,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import faust
+import orjson
 from faust.streams import current_event
 from faust.types import TP, EventT
 
@@ -38,6 +59,7 @@ log = logging.getLogger(__name__)
 
 SRC_HEADER = "lc-src"
 OFF_HEADER = "lc-off"
+STORES = ("memory", "rocksdict")
 
 _position: contextvars.ContextVar[tuple[str, int, int] | None] = contextvars.ContextVar("lc_source", default=None)
 
@@ -98,12 +120,9 @@ class CheckpointedTable(faust.Table):
 
     def send_changelog(self, partition: int | None, key: Any, value: Any,
                        key_serializer: Any = None, value_serializer: Any = None) -> Any:
-        position = _position.get()
+        position = _write_source()
         if position is None:
-            event = current_event()
-            if event is None:
-                raise RuntimeError("Cannot modify table outside of agent/stream or source_position().")
-            position = (event.message.topic, event.message.partition, event.message.offset)
+            raise RuntimeError("Cannot modify table outside of agent/stream or source_position().")
         topic, source_partition, offset = position
         return self.changelog_topic.send_soon(
             key=key, value=value, partition=partition,
@@ -111,6 +130,21 @@ class CheckpointedTable(faust.Table):
             value_serializer=value_serializer or self.value_serializer,
             headers=[(SRC_HEADER, f"{topic}|{source_partition}".encode()), (OFF_HEADER, str(offset).encode())],
             callback=self._on_changelog_sent, eager_partitioning=True)
+
+    async def on_rebalance(self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP],
+                           generation_id: int = 0) -> None:
+        await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
+        store = self.data
+        if isinstance(store, RocksDictStore):
+            # Before Faust reads the files' persisted offsets (recovery.on_rebalance comes next).
+            topic = self.changelog_topic_name
+            partitions = {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == topic}
+            try:
+                await store.keep_only_committed(partitions, self.committed)
+            except Exception as exc:  # keeping a file that may be ahead would be silently wrong: stop
+                log.exception("table %s: cannot check the local store against the committed offsets", self.name)
+                await self.app.crash(exc)
+                raise
 
     def apply_changelog_batch(self, batch: Iterable[EventT]) -> None:
         # Faust clears its buffer after this call: keep our own copy until recovery ends.
@@ -131,7 +165,30 @@ class CheckpointedTable(faust.Table):
                 log.warning("table %s: recovery skipped %d changelog records of uncommitted input",
                          self.name, len(stash) - len(keep))
             super().apply_changelog_batch(keep)
+        log.info("table %s: recovery applied %d changelog records", self.name, len(stash))
         await super().on_recovery_completed(active_tps, standby_tps)
+
+
+def _write_source() -> tuple[str, int, int] | None:
+    """The input record a table write now is caused by: (topic, partition, offset)."""
+    position = _position.get()
+    if position is not None:
+        return position
+    event = current_event()
+    if event is None:
+        return None
+    return event.message.topic, event.message.partition, event.message.offset
+
+
+def _write_partition(table: faust.Table) -> int | None:
+    """The table partition a write now goes to: the same as ``CheckpointedTable.partition_for_key``."""
+    if table.partitions == 1:
+        return 0
+    event = current_event()
+    if event is not None:
+        return event.message.partition
+    position = _position.get()
+    return position[1] if position is not None else None
 
 
 def _source(event: EventT) -> tuple[TP, int] | None:
@@ -166,3 +223,144 @@ def checkpointed_table(app: faust.App, name: str, partitions: int, value_codec: 
     table.value_serializer = value_codec
     table.changelog_topic = table._new_changelog_topic()
     return table
+
+
+# ---- the rocksdict store -----------------------------------------------------------------------
+
+from faust.stores import STORES  # noqa: E402
+from faust.stores.rocksdb import Store as _RocksStore  # noqa: E402
+
+MiB = 1024 * 1024
+# Per partition file (7 tables x up to LIFECYCLE_PARTITIONS files): Faust's defaults (64 MiB x 3
+# memtables, a 2 GiB block cache each) are sized for one big table per process.
+ROCKS_OPTIONS: dict[str, Any] = {"write_buffer_size": 4 * MiB, "max_write_buffer_number": 2,
+                                 "block_cache_size": 8 * MiB}
+
+
+class RocksDictStore(_RocksStore):
+    """Faust's RocksDB store on the ``rocksdict`` binding, for checkpointed tables (``rocksdict://``).
+
+    Differences from Faust's: a write goes to the partition its changelog record goes to (also
+    from a timer, under :func:`source_position`; single-partition tables always to 0); a read
+    falls back to the other partitions' files, as a dict would; and every file records the
+    highest input offset per source partition it holds (``SOURCES_KEY``), written before the
+    data it covers, which :meth:`keep_only_committed` compares with the group's commits.
+    """
+
+    SOURCES_KEY = b"__lc\0sources__"
+
+    def __init__(self, url: Any, app: faust.App, table: Any, *, options: dict[str, Any] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(url, app, table, options={**ROCKS_OPTIONS, **(options or {}), "driver": "rocksdict"},
+                         **kwargs)
+        self._sources: dict[int, dict[str, int]] = {}
+
+    # -- what a file holds ----------------------------------------------------------------------
+    def sources(self, partition: int) -> dict[str, int]:
+        """``{"topic|partition": highest input offset}`` whose writes this partition's file holds."""
+        held = self._sources.get(partition)
+        if held is None:
+            raw = self._db_for_partition(partition).get(self.SOURCES_KEY)
+            held = self._sources[partition] = orjson.loads(raw) if raw else {}
+        return held
+
+    def _note(self, partition: int, source: str, offset: int) -> None:
+        held = self.sources(partition)
+        if held.get(source, -1) < offset:
+            held[source] = offset
+            self._db_for_partition(partition).put(self.SOURCES_KEY, orjson.dumps(held))
+
+    async def keep_only_committed(self, partitions: Iterable[int], committed: CommittedOffsets) -> None:
+        """Delete each partition file holding writes of input at or past the committed offsets."""
+        held = {p: dict(self.sources(p)) for p in sorted(partitions)}
+        wanted = {_source_tp(src) for srcs in held.values() for src in srcs}
+        offsets = await committed.get(wanted) if wanted else {}
+        for partition, srcs in held.items():
+            ahead = {src: off for src, off in srcs.items() if off >= offsets.get(_source_tp(src), 0)}
+            if ahead:
+                src, off = min(ahead.items())
+                log.warning("table %s partition %d: local store holds input past the commit (%s offset %d, "
+                            "committed %d): discarded, recovering from the changelog", self.table_name, partition,
+                            src, off, offsets.get(_source_tp(src), 0))
+                self.discard(partition)
+            elif srcs:
+                log.info("table %s partition %d: local store kept (all input committed), recovering the "
+                         "changelog tail", self.table_name, partition)
+
+    def discard(self, partition: int) -> None:
+        """Close and delete one partition's file; it reopens empty (no persisted offset)."""
+        import gc
+        import shutil
+
+        db = self._dbs.pop(partition, None)
+        if db is not None:
+            db.close()
+            del db
+            gc.collect()
+        self._key_index.clear()
+        self._sources.pop(partition, None)
+        shutil.rmtree(self.partition_path(partition), ignore_errors=True)
+
+    # -- writes and reads -----------------------------------------------------------------------
+    def _set(self, key: bytes, value: bytes | None) -> None:
+        partition = _write_partition(self.table)
+        if partition is None:
+            raise RuntimeError("Cannot modify table outside of agent/stream or source_position().")
+        self._note_write(partition)
+        self._key_index[key] = partition
+        self._db_for_partition(partition).put(key, value)
+
+    def _del(self, key: bytes) -> None:
+        partition = _write_partition(self.table)
+        targets = set(self._dbs) if partition is None else {partition}
+        indexed = self._key_index.pop(key, None)
+        if indexed is not None:
+            targets.add(indexed)
+        for p in targets:
+            self._note_write(p)
+            self._db_for_partition(p).delete(key)
+
+    def _note_write(self, partition: int) -> None:
+        source = _write_source()
+        if source is not None:
+            topic, source_partition, offset = source
+            self._note(partition, f"{topic}|{source_partition}", offset)
+
+    def _get(self, key: bytes) -> bytes | None:
+        partition = _write_partition(self.table)
+        if partition is not None:
+            value = self._db_for_partition(partition).get(key)
+            if value is not None or self.table.partitions == 1:
+                return value
+        found = self._get_bucket_for_key(key)
+        return found.value if found is not None else None
+
+    def _contains(self, key: bytes) -> bool:
+        return self._get(key) is not None
+
+    def _visible_keys(self, db: Any) -> Any:
+        return (k for k in super()._visible_keys(db) if k != self.SOURCES_KEY)
+
+    def _visible_items(self, db: Any) -> Any:
+        return ((k, v) for k, v in super()._visible_items(db) if k != self.SOURCES_KEY)
+
+    def apply_changelog_batch(self, batch: Iterable[EventT], to_key: Any, to_value: Any) -> None:
+        events = list(batch)
+        super().apply_changelog_batch(events, to_key, to_value)
+        highest: dict[tuple[int, str], int] = {}
+        for event in events:
+            source = _source(event)
+            if source is not None:
+                tp, offset = source
+                key = (event.message.partition, f"{tp.topic}|{tp.partition}")
+                highest[key] = max(offset, highest.get(key, -1))
+        for (partition, src), offset in highest.items():
+            self._note(partition, src, offset)
+
+
+def _source_tp(source: str) -> TP:
+    topic, _, partition = source.rpartition("|")
+    return TP(topic, int(partition))
+
+
+STORES.aliases["rocksdict"] = f"{__name__}:RocksDictStore"
