@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from pipeline.core.predicates import KindIndex
 from pipeline.core.state import AccountState, IgnoredMove, StageVisit
 from pipeline.journey import JourneyDefinition, Stage, StageKind
 from schemas.events import LifecycleEvent
@@ -52,6 +53,32 @@ class EngineResult:
 
 
 _PREFERENCE = {"regression": 0, "return": 1, "forward": 2, "backward": 3}
+
+
+class _Criteria:
+    """A journey's entry criteria and segmentation facts indexed by event kind, so an event is
+    tested only against criteria that can match it (``Journey.matching_stages`` tests all)."""
+
+    __slots__ = ("journey", "stages", "facts")
+
+    def __init__(self, journey: JourneyDefinition) -> None:
+        self.journey = journey   # held: the cache is keyed by id(journey)
+        self.stages: KindIndex[Stage] = KindIndex((s, s.entry) for s in journey.stages)
+        self.facts: KindIndex[str] = KindIndex(journey.segmentation.facts.items())
+
+
+_CRITERIA: dict[int, _Criteria] = {}
+_CRITERIA_KEPT = 64   # journeys indexed at once (a process has one or two; tests make many)
+
+
+def criteria_of(journey: JourneyDefinition) -> _Criteria:
+    """The journey's indexed criteria, built once per journey object."""
+    found = _CRITERIA.get(id(journey))
+    if found is None or found.journey is not journey:
+        if len(_CRITERIA) >= _CRITERIA_KEPT:
+            _CRITERIA.clear()
+        found = _CRITERIA[id(journey)] = _Criteria(journey)
+    return found
 
 
 def _direction(journey: JourneyDefinition, current: Stage | None, target: Stage) -> str | None:
@@ -112,7 +139,7 @@ def apply_event(
         state.last_event_at = event.occurred_at
     _absorb_account_facts(journey, state, event)
 
-    candidates = journey.matching_stages(event)
+    candidates = criteria_of(journey).stages.matching(journey.deal_outcome(event))
     target, direction, outcome = choose_target(journey, state.stage, candidates)
     if target is None:
         if outcome is Outcome.NOT_ALLOWED:
@@ -182,6 +209,6 @@ def _absorb_account_facts(journey: JourneyDefinition, state: AccountState, event
     if isinstance(segment, str) and segment:
         state.segment = segment
     if journey.segmentation.facts:
-        for fact in journey.segmentation.facts_of(event):
+        for fact in criteria_of(journey).facts.matching(event):
             if fact not in state.facts:
                 state.facts.append(fact)

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pipeline.core.calendar import BusinessCalendar
 from pipeline.core.durations import Duration, Unit
-from pipeline.core.predicates import Criterion, FromTo, any_match
+from pipeline.core.predicates import AnyOf, Criterion, FromTo
 from schemas.base import UtcDatetime
 from schemas.events import LifecycleEvent
 from schemas.handoffs import Handoff, HandoffStatus
@@ -135,6 +135,8 @@ class HandoffTracker:
         self.calendar = calendar or BusinessCalendar(journey.calendar)
         contract = journey.by_id.get(self.config.contract_stage)
         self._contract_rank = contract.rank if contract else None
+        self._activation = AnyOf(self.config.activation_events)
+        self._first_actions: dict[str, AnyOf] = {}   # per receiving team
 
     # ---- the three calls AccountLogic makes ----------------------------------------
     def on_event(self, state: HandoffState, account: AccountState, event: LifecycleEvent,
@@ -152,7 +154,7 @@ class HandoffTracker:
                 out += self._open(state, account, tr.from_owner_team, tr.to_owner_team or "", tr.from_stage,
                                   tr.to_stage, STAGE_CHANGE, tr.trigger_event_id, tr.occurred_at, tr.owner_id,
                                   emitted_at)
-        if mode is not NamedEvent.CONTRACT_EXECUTION and any_match(self.config.activation_events, event):
+        if mode is not NamedEvent.CONTRACT_EXECUTION and self._activation.matches(event):
             stage = account.stage or self.config.activation_stage
             out += self._open_named(state, account, mode, stage, stage, event.event_id, event.occurred_at,
                                     account.crm_owner_id, emitted_at)
@@ -160,6 +162,8 @@ class HandoffTracker:
 
     def on_tick(self, state: HandoffState, account: AccountState, now: datetime,
                 emitted_at: datetime) -> list[Handoff]:
+        if all(h.due_at() > now for h in state.open):
+            return []   # nothing is due: _advance would fire nothing and keep every handoff
         out: list[Handoff] = []
         for h in self._ordered(state):
             fired, alive = self._advance(h, now, emitted_at)
@@ -236,11 +240,13 @@ class HandoffTracker:
     def _first_action(self, state: HandoffState, account: AccountState, event: LifecycleEvent,
                       emitted_at: datetime) -> list[Handoff]:
         out: list[Handoff] = []
+        if not state.open:
+            return out
         for h in self._ordered(state):
             r = h.record
             if (r.status not in (HandoffStatus.OPENED, HandoffStatus.DROPPED)
                     or event.occurred_at < r.occurred_at or event.event_id == r.trigger_event_id
-                    or not any_match(self.config.team(r.to_team).first_action, event)):
+                    or not self._first_action_of(r.to_team).matches(event)):
                 continue
             # Same records whether or not a tick reached the acceptance deadline first.
             fired, alive = self._advance(h, event.occurred_at, emitted_at)
@@ -252,6 +258,12 @@ class HandoffTracker:
             out.append(self._emit(h, HandoffStatus.ACCEPTED, emitted_at, first_action_at=event.occurred_at,
                                   closed_at=None, to_owner=str(actor) if actor else r.to_owner))
         return out
+
+    def _first_action_of(self, team: str) -> AnyOf:
+        found = self._first_actions.get(team)
+        if found is None:
+            found = self._first_actions[team] = AnyOf(self.config.team(team).first_action)
+        return found
 
     def _advance(self, h: OpenHandoff, now: datetime, emitted_at: datetime) -> tuple[list[Handoff], bool]:
         """Fire what is due on one handoff by ``now``. Returns the records and whether it stays open."""

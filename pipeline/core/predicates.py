@@ -16,13 +16,17 @@ Operators: eq, ne, in, not_in, gt, gte, lt, lte, exists. A dotted key
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from functools import cached_property
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from schemas.events import LifecycleEvent
 
 _MISSING = object()
+T = TypeVar("T")
+Test = Callable[[dict[str, Any]], bool]   # a criterion's conditions over an event's attributes
 OPERATORS = {"eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "exists"}
 
 
@@ -95,23 +99,111 @@ class Criterion(BaseModel):
         return v
 
     def matches(self, event: LifecycleEvent) -> bool:
-        if event.kind != self.kind:
-            return False
-        for key, cond in self.where.items():
-            actual = lookup(event.attributes, key)
-            if isinstance(cond, dict):
-                if not all(_compare(op, actual, exp) for op, exp in cond.items()):
-                    return False
-            elif isinstance(cond, list):
-                if not _compare("in", actual, cond):
-                    return False
-            elif not _compare("eq", actual, cond):
-                return False
-        return True
+        return event.kind == self.kind and self.test(event.attributes)
+
+    @cached_property
+    def test(self) -> Test:
+        """The ``where`` conditions compiled once (the kind is checked by the caller)."""
+        return _compile(self.where)
 
 
-def any_match(criteria: list[Criterion] | tuple[Criterion, ...], event: LifecycleEvent) -> bool:
+def _compile(where: dict[str, Any]) -> Test:
+    """``where`` as one function over attributes: same answers as reading it every time
+    (``_compare``), with keys split and expected values normalised in advance."""
+    checks = [(_reader(key), _condition(cond)) for key, cond in where.items()]
+    if not checks:
+        return _always
+    if len(checks) == 1:
+        (read, check), = checks
+        return lambda attributes: check(read(attributes))
+    return lambda attributes: all(check(read(attributes)) for read, check in checks)
+
+
+def _always(attributes: dict[str, Any]) -> bool:
+    return True
+
+
+def _reader(key: str) -> Callable[[dict[str, Any]], Any]:
+    if "." in key:
+        return lambda attributes: lookup(attributes, key)
+    return lambda attributes: attributes.get(key, _MISSING)
+
+
+def _condition(cond: Any) -> Callable[[Any], bool]:
+    if isinstance(cond, dict):
+        tests = [_operator(op, expected) for op, expected in cond.items()]
+        if len(tests) == 1:
+            return tests[0]
+        return lambda actual: all(t(actual) for t in tests)
+    if isinstance(cond, list):
+        return _operator("in", cond)
+    return _operator("eq", cond)
+
+
+def _operator(op: str, expected: Any) -> Callable[[Any], bool]:
+    """One operator against a fixed expected value; the generic ``_compare`` where a shortcut
+    could answer differently (an expected list that is not hashable)."""
+    if op in ("eq", "ne"):
+        want, equal = _norm(expected), op == "eq"
+        return lambda actual: (op == "ne" if actual is _MISSING or actual is None
+                               else (_norm(actual) == want) is equal)
+    if op in ("in", "not_in"):
+        try:
+            members = frozenset(_norm(e) for e in expected)
+        except TypeError:
+            return lambda actual: _compare(op, actual, expected)
+        inside = op == "in"
+        return lambda actual: (op == "not_in" if actual is _MISSING or actual is None
+                               else (_norm(actual) in members) is inside)
+    return lambda actual: _compare(op, actual, expected)
+
+
+def any_match(criteria: Sequence[Criterion], event: LifecycleEvent) -> bool:
     return any(c.matches(event) for c in criteria)
+
+
+class AnyOf:
+    """Criteria grouped by event kind: an event is tested only against those naming its kind."""
+
+    __slots__ = ("_by_kind",)
+
+    def __init__(self, criteria: Iterable[Criterion]) -> None:
+        self._by_kind: dict[str, tuple[Test, ...]] = {}
+        for c in criteria:
+            self._by_kind[c.kind] = (*self._by_kind.get(c.kind, ()), c.test)
+
+    def __bool__(self) -> bool:
+        return bool(self._by_kind)
+
+    def matches(self, event: LifecycleEvent) -> bool:
+        tests = self._by_kind.get(event.kind)
+        if tests is None:
+            return False
+        attributes = event.attributes
+        return any(t(attributes) for t in tests)
+
+
+class KindIndex(Generic[T]):
+    """Values (stages, facts, rules) each with its criteria, indexed by event kind: which
+    values an event matches, in the order given, testing only criteria of its kind."""
+
+    __slots__ = ("_by_kind",)
+
+    def __init__(self, entries: Iterable[tuple[T, Iterable[Criterion]]]) -> None:
+        self._by_kind: dict[str, list[tuple[T, tuple[Test, ...]]]] = {}
+        for value, criteria in entries:
+            tests: dict[str, tuple[Test, ...]] = {}
+            for c in criteria:
+                tests[c.kind] = (*tests.get(c.kind, ()), c.test)
+            for kind, of_kind in tests.items():
+                self._by_kind.setdefault(kind, []).append((value, of_kind))
+
+    def matching(self, event: LifecycleEvent) -> list[T]:
+        entries = self._by_kind.get(event.kind)
+        if not entries:
+            return []
+        attributes = event.attributes
+        return [value for value, tests in entries if any(t(attributes) for t in tests)]
 
 
 class FromTo(BaseModel):

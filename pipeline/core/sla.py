@@ -23,13 +23,14 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from enum import StrEnum
+from functools import cached_property
 from typing import TYPE_CHECKING, Annotated, Any, Callable, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from pipeline.core.calendar import BusinessCalendar
 from pipeline.core.durations import Duration, DurationError
-from pipeline.core.predicates import Criterion, lookup
+from pipeline.core.predicates import AnyOf, Criterion, KindIndex, lookup
 from schemas.base import UtcDatetime
 from schemas.events import LifecycleEvent
 from schemas.sla import SlaBreach, SlaBreachStatus
@@ -134,6 +135,23 @@ class SlaRule(BaseModel):
     def applies_to(self, segment: str | None) -> bool:
         return self.segments is None or segment in self.segments
 
+    # The anchors split for the hot path: stage anchors as sets, event anchors by kind.
+    @cached_property
+    def start_stages(self) -> frozenset[str]:
+        return frozenset(a.stage for a in self.start if a.stage is not None)
+
+    @cached_property
+    def start_events(self) -> AnyOf:
+        return AnyOf(a.event for a in self.start if a.event is not None)
+
+    @cached_property
+    def expect_stages(self) -> frozenset[str]:
+        return frozenset(a.stage for a in self.expect if a.stage is not None)
+
+    @cached_property
+    def expect_events(self) -> AnyOf:
+        return AnyOf(a.event for a in self.expect if a.event is not None)
+
 
 class PromisedTtvConfig(BaseModel):
     """``promised_ttv:``: the SLA a deal's own promise creates ("live in 48 hours")."""
@@ -166,6 +184,10 @@ class PromisedTtvConfig(BaseModel):
 
     def event_kinds(self) -> set[str]:
         return _event_kinds(*self.expect) | {c.kind for c in self.promised_by}
+
+    @cached_property
+    def promised_by_any(self) -> AnyOf:
+        return AnyOf(self.promised_by)
 
 
 class SlaClock(BaseModel):
@@ -210,6 +232,9 @@ class SlaTracker:
         # Until the journey carries a promised_ttv section, its defaults apply.
         self.promised: PromisedTtvConfig = getattr(journey, "promised_ttv", None) or PromisedTtvConfig()
         self._promised_rules: dict[Duration, SlaRule] = {}
+        # The journey's rules by the event kinds that start them (rules' order kept).
+        self._started_by: KindIndex[SlaRule] = KindIndex(
+            (r, [a.event for a in r.start if a.event is not None]) for r in self.rules.values())
 
     # ---- the three calls AccountLogic makes ----------------------------------------
     def on_event(self, state: SlaState, account: AccountState, event: LifecycleEvent,
@@ -219,20 +244,25 @@ class SlaTracker:
         for tr in transitions:
             self._cancel(state, tr.to_stage)
             out += self._meet(state, account, tr.occurred_at, tr.trigger_event_id,
-                              lambda a, stage=tr.to_stage: a.stage == stage, emitted_at)
+                              lambda rule, stage=tr.to_stage: stage in rule.expect_stages, emitted_at)
             for rule in self._rules_for(state):
-                if any(a.stage == tr.to_stage for a in rule.start):
+                if tr.to_stage in rule.start_stages:
                     self._open(state, account, rule, tr.trigger_event_id, tr.occurred_at, None)
         out += self._meet(state, account, event.occurred_at, event.event_id,
-                          lambda a: a.matches_event(event), emitted_at)
-        for rule in self._rules_for(state):
-            if any(a.matches_event(event) for a in rule.start):
-                self._open(state, account, rule, event.event_id, event.occurred_at, event)
+                          lambda rule: rule.expect_events.matches(event), emitted_at)
+        # As _rules_for(state) in order: the journey's rules, then the promised one (taken before any opens).
+        promised = self._promised_rule(state.promise) if self.promised.enabled and state.promise is not None else None
+        for rule in self._started_by.matching(event):
+            self._open(state, account, rule, event.event_id, event.occurred_at, event)
+        if promised is not None and promised.start_events.matches(event):
+            self._open(state, account, promised, event.event_id, event.occurred_at, event)
         self._open_promise_after_the_fact(state, account)
         return out
 
     def on_tick(self, state: SlaState, account: AccountState, now: datetime,
                 emitted_at: datetime) -> list[SlaBreach]:
+        if self._none_due(state, now):
+            return []
         out: list[SlaBreach] = []
         for clock, rule in self._clocks(state):
             fired, alive = self._advance(account, clock, rule, now, emitted_at)
@@ -240,6 +270,14 @@ class SlaTracker:
             if not alive:
                 _drop(state, clock)
         return out
+
+    def _none_due(self, state: SlaState, now: datetime) -> bool:
+        """No clock fires by ``now`` and none would be dropped by ``_clocks``: a tick changes nothing."""
+        for clock in state.clocks:
+            due = clock.due_at()
+            if (due is not None and due <= now) or self.rule_of(clock) is None:
+                return False
+        return True
 
     def next_deadline(self, state: SlaState) -> datetime | None:
         due = [d for c in state.clocks if (d := c.due_at()) is not None]
@@ -270,7 +308,7 @@ class SlaTracker:
 
     # ---- opening ---------------------------------------------------------------------
     def _note_promise(self, state: SlaState, event: LifecycleEvent) -> None:
-        if not self.promised.enabled or not any(c.matches(event) for c in self.promised.promised_by):
+        if not self.promised.enabled or not self.promised.promised_by_any.matches(event):
             return
         text = lookup(event.attributes, self.promised.attribute)
         if isinstance(text, str) and text.strip():
@@ -339,11 +377,14 @@ class SlaTracker:
                         if (rule := self.rule_of(c)) is not None and stage not in rule.cancel_on_stages]
 
     def _meet(self, state: SlaState, account: AccountState, at: datetime, event_id: str,
-              hit: Callable[[Anchor], bool], emitted_at: datetime) -> list[SlaBreach]:
-        """The expected thing happened at ``at``: close (or, for inactivity, restart) matching clocks."""
+              hit: Callable[[SlaRule], bool], emitted_at: datetime) -> list[SlaBreach]:
+        """The expected thing happened at ``at`` (``hit``: one of the rule's expect anchors):
+        close (or, for inactivity, restart) matching clocks."""
         out: list[SlaBreach] = []
+        if not state.clocks:
+            return out
         for clock, rule in self._clocks(state):
-            if at < clock.started_at or not any(hit(a) for a in rule.expect):
+            if at < clock.started_at or not hit(rule):
                 continue
             # Same records whether or not a tick reached the deadline first.
             fired, alive = self._advance(account, clock, rule, at, emitted_at)
