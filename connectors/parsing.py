@@ -26,6 +26,8 @@ _EMAIL = re.compile(r"^[^@\s]+@([^@\s]+\.[^@\s]+)$")
 _EMAIL_ANYWHERE = re.compile(r"[^@\s<>\"']+@[^@\s<>\"']+\.[A-Za-z]{2,}")
 # Salesforce ids: 15 or 18 alphanumeric characters; account ids start with 001.
 _SALESFORCE_ACCOUNT = re.compile(r"^001[A-Za-z0-9]{12}(?:[A-Za-z0-9]{3})?$")
+_EPOCH = re.compile(r"\d+(\.\d+)?")
+_PATHS: dict[str, tuple[str, ...]] = {}   # dotted path → its parts (parsers use a fixed set)
 
 
 # ---- field access ---------------------------------------------------------------------
@@ -38,8 +40,15 @@ def require_object(payload: Any, what: str) -> dict[str, Any]:
 def dig(obj: Any, dotted: str, default: Any = None) -> Any:
     """``dig(p, "data.object.id")``: nested get that tolerates missing levels and nulls."""
     value = obj
-    for part in dotted.split("."):
-        if isinstance(value, Mapping):
+    parts = _PATHS.get(dotted)
+    if parts is None:
+        parts = tuple(dotted.split("."))
+        if len(_PATHS) < 4096:
+            _PATHS[dotted] = parts
+    for part in parts:
+        if type(value) is dict:   # the common case, ahead of the ABC checks below
+            value = value.get(part, _MISSING)
+        elif isinstance(value, Mapping):
             value = value.get(part, _MISSING)
         elif isinstance(value, Sequence) and not isinstance(value, str) and part.isdigit():
             index = int(part)
@@ -104,7 +113,7 @@ def parse_time(value: Any, field: str, epoch: str = "s") -> datetime:
     if isinstance(value, bool):
         raise ParseError("bad_timestamp", f"{field!r} is a boolean, not a time")
     when: datetime
-    if isinstance(value, (int, float)) or (isinstance(value, str) and re.fullmatch(r"\d+(\.\d+)?", value)):
+    if isinstance(value, (int, float)) or (isinstance(value, str) and _EPOCH.fullmatch(value)):
         seconds = float(value) / (1000.0 if epoch == "ms" else 1.0)
         try:
             when = datetime.fromtimestamp(seconds, tz=timezone.utc)
@@ -211,10 +220,21 @@ def person(person_id: str | None, email: Any = None, name: Any = None, role: str
 def strip_emails(value: Any) -> Any:
     """Copy of ``value`` without email addresses: emails belong on ``person``, never in attributes."""
     if isinstance(value, dict):
-        return {k: strip_emails(v) for k, v in value.items()
-                if not (k.lower() == "email" or (isinstance(v, str) and _EMAIL.match(v.strip())))}
+        return {k: _stripped(v) for k, v in value.items() if not (k.lower() == "email" or _is_email(v))}
     if isinstance(value, list):
-        return [strip_emails(v) for v in value if not (isinstance(v, str) and _EMAIL.match(v.strip()))]
+        return [_stripped(v) for v in value if not _is_email(v)]
+    return _stripped(value)
+
+
+def _is_email(value: Any) -> bool:
+    # No "@", no match: the regex is only run where it can.
+    return isinstance(value, str) and "@" in value and _EMAIL.match(value.strip()) is not None
+
+
+def _stripped(value: Any) -> Any:
+    """``strip_emails`` of one value, without a call for the scalars that need nothing."""
+    if isinstance(value, (dict, list)):
+        return strip_emails(value)
     if isinstance(value, str) and "@" in value:
         return _EMAIL_ANYWHERE.sub("[email]", value)
     return value

@@ -83,11 +83,13 @@ def parse_record(value: bytes, topic: str, origin: str, *, now: datetime, accept
 @dataclass(frozen=True)
 class Resolved:
     """What resolving one event causes: account messages in order, identity facts to publish
-    (key, JSON bytes) on the identity topic, or the reason it has no account."""
+    (key, JSON bytes) on the identity topic, or the reason it has no account. ``rules``: the rule
+    of each identity decision, for the worker's metrics (the core counts nothing)."""
 
     messages: list[AccountMessage]
     facts: list[tuple[str, bytes]]
     unresolvable: str | None = None
+    rules: tuple[str, ...] = ()
 
 
 def resolve_event(resolver: IdentityResolver, ev: LifecycleEvent) -> Resolved:
@@ -105,7 +107,7 @@ def resolve_event(resolver: IdentityResolver, ev: LifecycleEvent) -> Resolved:
         messages.append(AccountMessage(type="merge_wait", account_id=merge.into_account, merge=merge))
     ev.account_id = resolution.account_id
     messages.append(AccountMessage(type="event", account_id=ev.account_id, event=ev))
-    return Resolved(messages, facts)
+    return Resolved(messages, facts, rules=tuple(d.rule.value for d in resolution.decisions))
 
 
 def _dead(source: str, letter: DeadLetter) -> Parsed:

@@ -211,6 +211,8 @@ class Ingest:
                 origin_ref=f"{message.topic}/{message.partition}/{message.offset}#{ev.event_id}"))
         for key, fact in resolved.facts:
             self._sends.append((self.pipeline.identity_topic, key, fact))
+        for rule in resolved.rules:
+            metrics.child(metrics.IDENTITY_DECISIONS, rule).inc()
         return resolved.messages
 
     def _queue_dead_letter(self, record: DeadLetter) -> None:

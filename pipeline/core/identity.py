@@ -42,7 +42,6 @@ from enum import IntEnum
 from typing import Any
 
 from pipeline.journey import IdentityConfig
-from pipeline.metrics import IDENTITY_DECISIONS
 from schemas.events import IdentityLink, LifecycleEvent
 from schemas.identity import (
     AbsorbedAccount,
@@ -60,6 +59,7 @@ DOMAIN_PREFIX = "domain:"
 LINKS_KEPT = 100       # explicit-link evidence per account; membership evidence is never dropped
 ABSORBED_KEPT = 50     # merge history per account
 MAX_CHAIN = 64         # tombstone hops before we call the state corrupt
+DOMAINS_CACHED = 100_000   # domain identifiers whose usable form is remembered (see _usable)
 
 
 _EXPLICIT = IdentityRule.EXPLICIT_LINK
@@ -168,7 +168,7 @@ class IdentityResolver:
         self._preference = {ns: i for i, ns in enumerate(config.anchor_preference)}
         self._ns = Namespaces(config)
         self._ranks: dict[str, int] = {}
-        self._counters = {rule: IDENTITY_DECISIONS.labels(rule=rule.value) for rule in IdentityRule}
+        self._domains: dict[str, str | None] = {}
 
     # ---- public API ---------------------------------------------------------------
     def resolve(self, event: LifecycleEvent) -> Resolution:
@@ -253,9 +253,16 @@ class IdentityResolver:
             return identifier
         if not self._fallback:
             return None
-        ident = normalize_domain(identifier)
+        try:
+            return self._domains[identifier]   # most events carry a domain: normalise each once
+        except KeyError:
+            pass
+        ident: str | None = normalize_domain(identifier)
         if ident == DOMAIN_PREFIX or ident[len(DOMAIN_PREFIX):] in self._free:
-            return None
+            ident = None
+        if len(self._domains) >= DOMAINS_CACHED:
+            self._domains.clear()
+        self._domains[identifier] = ident
         return ident
 
     def _rank(self, identifier: str) -> int:
@@ -466,7 +473,6 @@ class IdentityResolver:
             self.accounts[acct] = step.work[acct]  # re-assign: Faust persists on __setitem__ only
         decisions = []
         for ident, acct, rule, via, reason in step.decided:
-            self._counters[rule].inc()
             decisions.append(IdentityDecision(
                 identifier=ident, account_id=step.follow(acct), rule=rule, via=via,
                 reason=describe_rule(rule, via, reason), event_id=event.event_id, decided_at=event.occurred_at))
