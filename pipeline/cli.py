@@ -138,9 +138,18 @@ def tail(topic: str, account: str | None, from_beginning: bool, no_follow: bool,
               help="Runs, each on a fresh embedded broker; the last line is the median ratio.")
 @click.option("--transports", default=10_000, show_default=True,
               help="Records per connector transport benchmark (0 to skip).")
-def bench(accounts: int, records: int | None, seed: int, repeat: int, transports: int) -> None:
+@click.option("--state", "state_accounts", type=click.IntRange(min=1), default=None, is_flag=False,
+              flag_value=100_000, help="Instead: restart-to-ready and memory per 100k accounts of each table "
+                                       "store (memory, rocksdict), with state for N accounts (default 100,000).")
+def bench(accounts: int, records: int | None, seed: int, repeat: int, transports: int,
+          state_accounts: int | None) -> None:
     """Measure raw consume→decode→produce, the real pipeline and a bare Faust agent on the same
     preloaded events, same broker; then each connector transport's throughput into Kafka."""
+    if state_accounts is not None:
+        from pipeline.drive.bench_state import run_state_bench
+
+        run_state_bench(Settings.from_env(), accounts=state_accounts, echo=click.echo)
+        return
     from pipeline.drive.bench import BenchUsageError, run_bench
 
     try:
