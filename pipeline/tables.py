@@ -124,6 +124,7 @@ class CheckpointedTable(faust.Table):
         if position is None:
             raise RuntimeError("Cannot modify table outside of agent/stream or source_position().")
         topic, source_partition, offset = position
+        self.__dict__["_written"] = True
         return self.changelog_topic.send_soon(
             key=key, value=value, partition=partition,
             key_serializer=key_serializer or self.key_serializer,
@@ -133,11 +134,24 @@ class CheckpointedTable(faust.Table):
 
     async def on_rebalance(self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP],
                            generation_id: int = 0) -> None:
+        """After processing, local state may be ahead of the commit (writes of input that will be
+        processed again), and Faust recovers a partition it keeps only from where its last
+        recovery stopped, on top of that state: the cut would then mix committed and uncommitted
+        versions (seen: an account awaiting a merge its partition no longer listed). So every
+        assigned partition is recovered from what its store holds of the committed state: once
+        this worker has written, the memory store drops everything (recovered from the
+        changelog's start); a rocksdict file is kept only while it is a prefix of the commit."""
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
+        topic = self.changelog_topic_name
         store = self.data
+        written = self.__dict__.pop("_written", False)
+        if written or isinstance(store, RocksDictStore):
+            # Faust keeps kept partitions' read offsets from the last recovery: forget them, so
+            # it starts from what the store holds (recovery.on_rebalance comes next).
+            offsets = self.app.tables.recovery.active_offsets
+            for tp in [tp for tp in offsets if tp.topic == topic]:
+                offsets.pop(tp, None)
         if isinstance(store, RocksDictStore):
-            # Before Faust reads the files' persisted offsets (recovery.on_rebalance comes next).
-            topic = self.changelog_topic_name
             partitions = {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == topic}
             try:
                 await store.keep_only_committed(partitions, self.committed)
@@ -145,6 +159,11 @@ class CheckpointedTable(faust.Table):
                 log.exception("table %s: cannot check the local store against the committed offsets", self.name)
                 await self.app.crash(exc)
                 raise
+        elif written:
+            store.clear()
+            key_partition = getattr(store, "_key_partition", None)
+            if key_partition is not None:
+                key_partition.clear()
 
     def apply_changelog_batch(self, batch: Iterable[EventT]) -> None:
         # Faust clears its buffer after this call: keep our own copy until recovery ends.

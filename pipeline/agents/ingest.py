@@ -11,6 +11,7 @@ name it (``pipeline.tables.source_position``), so recovery resumes exactly at th
 from __future__ import annotations
 
 import asyncio
+import logging
 import itertools
 import time
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,7 @@ from schemas.identity import parse_identity_record
 if TYPE_CHECKING:
     from pipeline.app import LifecyclePipeline
 
+log = logging.getLogger(__name__)
 BATCH_MAX = 500          # messages per account-topic batch
 BATCH_WAIT_MAX = 1.0     # seconds: the most a released event waits for its batch while input flows
 
@@ -53,6 +55,8 @@ class Ingest:
         self._outbox_since = time.monotonic()     # when the oldest unsent released message was queued
         self._pushed_since_tick = False
         self._sends: list[tuple[Any, str, Any]] = []  # identity facts and dead letters found while releasing
+        self._last_record = time.monotonic()
+        self._last_watch = time.monotonic()
 
     # ---- the agent ---------------------------------------------------------------------------
     async def run(self, stream: faust.StreamT) -> None:
@@ -64,8 +68,13 @@ class Ingest:
                 tp = TP(message.topic, message.partition)
                 if tp not in self._assigned:
                     continue  # buffered before a rebalance took it away: its new owner reads it
-                if message.offset < self._next_offset.get(tp, 0):
-                    continue  # delivered again after a rebalance: already in the merge
+                expected = self._next_offset.get(tp)
+                if expected is None:
+                    expected = self._committed(tp)
+                if message.offset < expected:
+                    continue  # delivered twice (a fetch in flight when Faust seeked back)
+                if message.offset > expected:  # never seen; the merge would go on without them
+                    log.error("ingest: %s records %d..%d skipped by the consumer", tp, expected, message.offset - 1)
                 parsed = self._parse(event)
                 async with self.lock:
                     # A record is one unit of the merge (at its oldest event's time): its events
@@ -74,6 +83,7 @@ class Ingest:
                     first = min((ev.occurred_at for ev in parsed), default=None)
                     self.merge.push(tp, Item(first, (parsed, _Pending(event))))
                     self._next_offset[tp] = message.offset + 1
+                    self._last_record = time.monotonic()
                     self.announced = False
                     self._pushed_since_tick = True
                     await self._release_all(flush_at=BATCH_MAX)
@@ -84,12 +94,31 @@ class Ingest:
     async def tick(self) -> None:
         """The release timer: release what became decidable without a new record (a partition
         reached its end) and send a batch that has waited long enough."""
+        self._watch()
         async with self.lock:
             # While records keep coming, batches fill to BATCH_MAX (each account is then written
             # once per full batch); a part-filled one goes once input pauses or it grew old.
             flowing = self._pushed_since_tick and time.monotonic() - self._outbox_since < BATCH_WAIT_MAX
             self._pushed_since_tick = False
             await self._release_all(flush_at=BATCH_MAX if flowing else 0)
+
+    def _watch(self) -> None:
+        """Diagnostics: input waiting on the broker, yet no record delivered for a while."""
+        now = time.monotonic()
+        if now - self._last_watch < 10 or now - self._last_record < 10:
+            return
+        self._last_watch = now
+        lagging = [tp for tp in self._assigned if not self._caught_up(tp)]
+        if not lagging:
+            return
+        c = self.app.consumer
+        detail = {f"{tp.topic}/{tp.partition}": dict(
+            next=self._next_offset.get(tp), committed=self._committed(tp), highwater=c.highwater(tp),
+            active=tp in (c._active_partitions or ()), paused=tp in c._paused_partitions,
+            buffered=tp in c._buffered_partitions) for tp in lagging}
+        log.warning("ingest stalled %.0fs: %s; flow active %s, queued %d, producer buffer %d, rebalancing %s",
+                    now - self._last_record, detail, self.app.flow_control.is_active(), len(self.merge),
+                    self.app.producer.buffer.size, self.app.rebalancing)
 
     def idle(self) -> bool:
         """Every owned raw partition read to its end and everything released sent (call under ``lock``)."""
@@ -107,13 +136,12 @@ class Ingest:
         self._assigned -= revoked
 
     def on_assigned(self, assigned: set[TP]) -> None:
-        """Raw partitions that moved away: forget what was queued (the new owner re-reads it from
-        the committed offset). Kept ones keep their queue; records Faust delivers again after
-        seeking back to the commit are skipped as already queued."""
+        """Start again from the commit: after a rebalance the tables are recovered to the
+        committed input (``pipeline.tables``) and Faust seeks every partition back to its
+        committed offset, so what was queued is dropped and read again."""
         for tp in self.merge.partitions():
-            if tp not in assigned:
-                self.merge.drop_partition(tp)
-                self._next_offset.pop(tp, None)
+            self.merge.drop_partition(tp)
+        self._next_offset.clear()
         self._assigned = {tp for tp in assigned if tp.topic in self.topics.raw.values()}
         for tp in self._assigned:
             self.merge.add_partition(tp)

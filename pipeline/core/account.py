@@ -112,6 +112,13 @@ class AccountLogic:
             out.transitions.insert(0, marker)
         return out
 
+    def on_merge_out(self, state: AccountState, merge: AccountMerged) -> AccountState:
+        """This account is absorbed: what remains of it is a pointer to the survivor, with the
+        stage and history it reached (its journal goes to the survivor, see ``on_merge_in``)."""
+        return AccountState(account_id=state.account_id, merged_into=merge.into_account, stage=state.stage,
+                            history=state.history, first_event_at=state.first_event_at,
+                            last_event_at=state.last_event_at)
+
     def on_tick(self, state: AccountState, now: datetime) -> Outputs:
         """The clock (event-time watermark or wall clock) reached ``now``."""
         emitted_at = self.clock()

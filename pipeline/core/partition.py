@@ -232,9 +232,7 @@ class _Batch:
                                      journal=self.journal(state)))
             for key in journal_keys(state):
                 self.result.journals[key] = None
-            self.result.states[account_id] = AccountState(
-                account_id=account_id, merged_into=message.merge.into_account, stage=state.stage,
-                history=state.history, first_event_at=state.first_event_at, last_event_at=state.last_event_at)
+            self.result.states[account_id] = self.logic.on_merge_out(state, message.merge)
         elif kind == "merge_wait" and message.merge is not None:
             key = merge_key(message)
             if key in state.early_merges:
