@@ -29,9 +29,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMappin
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from kafka.partitioner.default import murmur2
+from pydantic import BaseModel
 
 from pipeline.core.account import AccountLogic
 from pipeline.core.identity import IdentityResolver
@@ -64,6 +65,36 @@ class RawInput:
 
 
 _Released = tuple[list[LifecycleEvent], RawInput]   # a merge item: a record's events and the record
+M = TypeVar("M", bound=BaseModel)
+
+
+class JsonTable(MutableMapping[str, M], Generic[M]):
+    """A table whose values are kept as their JSON bytes, as the worker's changelog holds them
+    (``pipeline.codecs.PydanticCodec``), and decoded when read. For the journals: every
+    account keeps up to ``JOURNAL_KEPT`` events, read back only on a merge, so bytes bound a
+    replay's memory (an event's JSON is a fraction of the objects it decodes to)."""
+
+    def __init__(self, model: type[M]) -> None:
+        self._model = model
+        self._data: dict[str, bytes] = {}
+
+    def __getitem__(self, key: str) -> M:
+        return self._model.model_validate_json(self._data[key])
+
+    def __setitem__(self, key: str, value: M) -> None:
+        self._data[key] = value.__pydantic_serializer__.to_json(value)
+
+    def __delitem__(self, key: str) -> None:
+        del self._data[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
 
 
 @contextmanager
@@ -116,7 +147,7 @@ class AccountPartitions:
         self.partitions = [PartitionLogic(self.logic, p) for p in range(partitions)]
         self.queues: list[deque[AccountMessage]] = [deque() for _ in range(partitions)]
         self.accounts: dict[str, AccountState] = self.out.accounts
-        self.journals: dict[str, LifecycleEvent] = {}
+        self.journals: JsonTable[LifecycleEvent] = JsonTable(LifecycleEvent)
         self.deadlines: dict[str, float] = {}
         self.progress: dict[str, Any] = {}
         self._where: dict[str, int] = {}   # account → partition (murmur2 is hot otherwise)
