@@ -302,9 +302,12 @@ class SlaTracker:
 
     def _clocks(self, state: SlaState) -> list[tuple[SlaClock, SlaRule]]:
         """Open clocks with their rules, in deadline order; clocks whose rule left the journey are dropped."""
-        state.clocks = [c for c in state.clocks if self.rule_of(c) is not None]
-        ordered = sorted(state.clocks, key=lambda c: (c.deadline, c.rule_id, c.start_event_id))
-        return [(c, rule) for c in ordered if (rule := self.rule_of(c)) is not None]
+        pairs = [(c, rule) for c in state.clocks if (rule := self.rule_of(c)) is not None]
+        if len(pairs) != len(state.clocks):
+            state.clocks = [c for c, _ in pairs]
+        if len(pairs) > 1:
+            pairs.sort(key=lambda cr: (cr[0].deadline, cr[0].rule_id, cr[0].start_event_id))
+        return pairs
 
     # ---- opening ---------------------------------------------------------------------
     def _note_promise(self, state: SlaState, event: LifecycleEvent) -> None:
