@@ -83,6 +83,9 @@ def test_a_future_dated_record_fires_no_sla_for_anyone_on_replay() -> None:
     assert [d.reason for d in stats.dead_letters] == ["future_event_time"]
     assert not [b for b in out.breaches if b.sla_id == "customer-kickoff"]
     assert {t.account_id for t in out.transitions} == {"acct:hubspot.company:5001"}
-    # The same bytes with the check effectively off: the breach fires early. The test can fail.
-    control, _ = h.replay(history, now=NOW, partitions=1, future_skew=timedelta(days=365))
-    assert [b.account_id for b in control.breaches if b.sla_id == "customer-kickoff"] == ["acct:hubspot.company:5001"]
+    # The same bytes with the check effectively off: the record is accepted, and the SLA clock
+    # still stops at the wall clock (core.partition), so nothing fires early either way.
+    control, control_stats = h.replay(history, now=NOW, partitions=1, future_skew=timedelta(days=365))
+    assert not control_stats.dead_letters
+    assert "acct:hubspot.company:5002" in {t.account_id for t in control.transitions}
+    assert not [b for b in control.breaches if b.sla_id == "customer-kickoff"]
