@@ -45,7 +45,7 @@ from schemas.accounts import AccountMessage
 from schemas.events import DeadLetter, LifecycleEvent
 from schemas.handoffs import Handoff
 from schemas.identity import AccountMerged
-from schemas.sla import SlaBreach
+from schemas.sla import SlaBreach, SlaBreachStatus
 from schemas.transitions import StageTransition
 
 SourceKey = tuple[str, int]   # (raw topic, partition): the merge's tie-break order
@@ -116,9 +116,20 @@ def partition_of(account_id: str, partitions: int) -> int:
     return (murmur2(account_id.encode()) & 0x7FFFFFFF) % partitions
 
 
+Published = StageTransition | Handoff | SlaBreach
+Sink = Callable[[list[Published]], None]
+SINK_BATCH = 5_000   # published records handed to a sink at once (one read-model transaction)
+BreachOutcome = tuple[str, str, datetime, str]   # account, SLA, clock start, breached | met_late
+
+
 @dataclass
 class ReplayOutput:
-    """What one journey's run published, in publication order, and the tables it ended with."""
+    """What one journey's run published, and the tables it ended with.
+
+    With ``keep`` (the default) every published record is kept in publication order; with a
+    ``sink`` they are handed on in batches of ``SINK_BATCH`` as they are produced (a replay
+    into a read model then holds no output list). Either way the run keeps what a what-if's
+    diff needs: each SLA clock's outcome and the entry rule behind each transition."""
 
     journey: JourneyDefinition
     transitions: list[StageTransition] = field(default_factory=list)
@@ -126,8 +137,60 @@ class ReplayOutput:
     breaches: list[SlaBreach] = field(default_factory=list)
     merges: list[AccountMerged] = field(default_factory=list)
     accounts: dict[str, AccountState] = field(default_factory=dict)
-    # Trigger event of every transition (by transition id), to say which entry rule matched.
+    # Trigger event of every transition (by transition id); kept only with ``keep``.
     triggers: dict[str, LifecycleEvent] = field(default_factory=dict)
+    # The entry rule each transition's trigger event matched (by transition id), as the journey file names it.
+    entry_rules: dict[str, str] = field(default_factory=dict)
+    # Every SLA clock's outcome (by breach id); 'met_late' is final, as in the read model.
+    breach_outcomes: dict[str, BreachOutcome] = field(default_factory=dict)
+    keep: bool = True
+    sink: Sink | None = None
+    _pending: list[Published] = field(default_factory=list, repr=False)
+    _texts: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def publish(self, transitions: Sequence[StageTransition], handoffs: Sequence[Handoff],
+                breaches: Sequence[SlaBreach]) -> None:
+        if self.keep:
+            self.transitions += transitions
+            self.handoffs += handoffs
+            self.breaches += breaches
+        outcomes = self.breach_outcomes
+        for b in breaches:
+            prior = outcomes.get(b.breach_id)
+            status = b.status.value
+            if prior is not None and prior[3] == SlaBreachStatus.MET_LATE.value:
+                status = prior[3]
+            outcomes[b.breach_id] = (b.account_id, b.sla_id, b.started_at, status)
+        if self.sink is not None:
+            pending = self._pending
+            pending += transitions
+            pending += handoffs
+            pending += breaches
+            if len(pending) >= SINK_BATCH:
+                self.flush()
+
+    def note_trigger(self, transition: StageTransition, event: LifecycleEvent) -> None:
+        if self.keep:
+            self.triggers[transition.transition_id] = event
+        text = f"{matched_rule(self.journey, transition.to_stage, event)} by {event.kind}"
+        self.entry_rules[transition.transition_id] = self._texts.setdefault(text, text)
+
+    def flush(self) -> None:
+        """Hand what is pending to the sink."""
+        if self.sink is not None and self._pending:
+            pending, self._pending = self._pending, []
+            self.sink(pending)
+
+
+def matched_rule(journey: JourneyDefinition, stage_id: str, event: LifecycleEvent) -> str:
+    """Which of the stage's entry criteria the event satisfies, as the journey file names it."""
+    for i, stage in enumerate(journey.stages):
+        if stage.id == stage_id:
+            for j, criterion in enumerate(stage.entry):
+                if criterion.matches(event):
+                    where = f" where {criterion.where}" if criterion.where else ""
+                    return f"stages[{i}].entry[{j}] ({criterion.kind}{where})"
+    return "no entry rule of the stage (inferred on a jump)"
 
 
 @dataclass
@@ -141,8 +204,9 @@ class ReplayStats:
 class AccountPartitions:
     """The accounts agent of every partition for one journey, with dicts as its tables."""
 
-    def __init__(self, journey: JourneyDefinition, partitions: int, wall: Callable[[], datetime]) -> None:
-        self.out = ReplayOutput(journey)
+    def __init__(self, journey: JourneyDefinition, partitions: int, wall: Callable[[], datetime],
+                 sink: Sink | None = None) -> None:
+        self.out = ReplayOutput(journey, keep=sink is None, sink=sink)
         self.logic = AccountLogic(journey, clock=wall)
         self.partitions = [PartitionLogic(self.logic, p) for p in range(partitions)]
         self.queues: list[deque[AccountMessage]] = [deque() for _ in range(partitions)]
@@ -185,10 +249,8 @@ class AccountPartitions:
             for tr in outputs.transitions:
                 trigger = _trigger(tr.trigger_event_id, message)
                 if trigger is not None:
-                    out.triggers[tr.transition_id] = trigger
-            out.transitions += outputs.transitions
-            out.handoffs += outputs.handoffs
-            out.breaches += outputs.breaches
+                    out.note_trigger(tr, trigger)
+            out.publish(outputs.transitions, outputs.handoffs, outputs.breaches)
         if result.forward:
             self.route(result.forward)
         _write(self.accounts, result.states)
@@ -220,7 +282,10 @@ class OfflinePipeline:
 
     def __init__(self, journeys: Sequence[JourneyDefinition], *, now: datetime, partitions: int = 4,
                  accept_test_mode: bool = False, allowed_lateness_seconds: float = 0.0,
-                 until: datetime | None = None, future_skew: timedelta = DEFAULT_FUTURE_SKEW) -> None:
+                 until: datetime | None = None, future_skew: timedelta = DEFAULT_FUTURE_SKEW,
+                 sinks: Sequence[Sink | None] | None = None) -> None:
+        """``sinks``: per journey, where its published records go in batches (None: kept in
+        the output's lists)."""
         if partitions < 1:
             raise ValueError("partitions must be at least 1")
         self.now = now
@@ -233,12 +298,12 @@ class OfflinePipeline:
         self.stats = ReplayStats()
         self.groups: list[_IdentityGroup] = []
         self.runs: list[AccountPartitions] = []
-        for journey in journeys:
+        for i, journey in enumerate(journeys):
             group = next((g for g in self.groups if g.config == journey.identity), None)
             if group is None:
                 group = _IdentityGroup(journey.identity)
                 self.groups.append(group)
-            run = AccountPartitions(journey, partitions, lambda: now)
+            run = AccountPartitions(journey, partitions, lambda: now, sinks[i] if sinks else None)
             group.runs.append(run)
             self.runs.append(run)
 
@@ -277,6 +342,7 @@ class OfflinePipeline:
             group.flush()
             for run in group.runs:
                 run.clock(self.clock_at)
+                run.out.flush()
                 run.out.merges = group.merges
         return [run.out for run in self.runs]
 

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from pipeline.journey import JourneyDefinition
-from pipeline.offline import ReplayOutput
+from pipeline.offline import BreachOutcome, Published, ReplayOutput, matched_rule  # noqa: F401 (re-exported)
 from pipeline.readmodel.engine import make_engine, migrate
 from pipeline.readmodel.models import accounts
 from pipeline.readmodel.queries import (
@@ -28,8 +28,7 @@ from pipeline.readmodel.queries import (
     time_in_stage,
 )
 from pipeline.readmodel.writer import ReadModelWriter
-from schemas.events import LifecycleEvent
-from schemas.sla import SlaBreachStatus
+from schemas.identity import AccountMerged
 from schemas.transitions import StageTransition
 
 WRITE_CHUNK = 5_000
@@ -118,26 +117,48 @@ class WhatIf:
 
 # ---- one run into a read model -------------------------------------------------------------------
 def write_read_model(output: ReplayOutput, engine: Engine) -> None:
-    """What the read-model sink would have written for this run's topics."""
-    migrate(engine)
-    writer = ReadModelWriter(engine)
+    """What the read-model sink would have written for this run's topics (a run that kept its records)."""
+    sink = ReadModelSink(engine)
     records = [*output.transitions, *output.handoffs, *output.breaches]
     for start in range(0, len(records), WRITE_CHUNK):
-        writer.apply(records[start:start + WRITE_CHUNK])
-    for merge in output.merges:
-        writer.mark_merged(merge.from_account, merge.into_account)
+        sink(records[start:start + WRITE_CHUNK])
+    sink.merged(output.merges)
+
+
+class ReadModelSink:
+    """A replay's published records into a read model as they come, one transaction per batch
+    (``ReadModelWriter.apply``: idempotent upserts, so the order of batches does not matter)."""
+
+    def __init__(self, engine: Engine) -> None:
+        migrate(engine)
+        self.writer = ReadModelWriter(engine)
+
+    def __call__(self, records: Sequence[Published]) -> None:
+        self.writer.apply(records)
+
+    def merged(self, merges: Sequence[AccountMerged]) -> None:
+        """Identity's merges (``lifecycle.identity``), once the run is over."""
+        for merge in merges:
+            self.writer.mark_merged(merge.from_account, merge.into_account)
+
+
+@contextmanager
+def temporary_read_model(directory: str | Path | None = None) -> Iterator[Engine]:
+    """A throw-away, empty SQLite read model."""
+    with tempfile.TemporaryDirectory(prefix="lifecycle-whatif-db-", dir=directory) as tmp:
+        engine = make_engine(f"sqlite:///{Path(tmp) / 'readmodel.db'}")
+        try:
+            yield engine
+        finally:
+            engine.dispose()
 
 
 @contextmanager
 def read_model(output: ReplayOutput, directory: str | Path | None = None) -> Iterator[Engine]:
     """A throw-away read model holding one run."""
-    with tempfile.TemporaryDirectory(prefix="lifecycle-whatif-db-", dir=directory) as tmp:
-        engine = make_engine(f"sqlite:///{Path(tmp) / 'readmodel.db'}")
-        try:
-            write_read_model(output, engine)
-            yield engine
-        finally:
-            engine.dispose()
+    with temporary_read_model(directory) as engine:
+        write_read_model(output, engine)
+        yield engine
 
 
 def stage_counts(engine: Engine) -> dict[str, int]:
@@ -153,6 +174,27 @@ def measure(engine: Engine, journey: JourneyDefinition, period: Period) -> RunRe
     return RunReports(stages=stage_counts(engine), funnel=funnel(engine, period, journey),
                       time_in_stage=time_in_stage(engine, period, journey),
                       sla=sla_compliance(engine, period, journey), handoffs=handoff_health(engine, period))
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What the diff needs of one run, small enough to send between processes: its reports,
+    each account's current stage and why, and each SLA clock's outcome."""
+
+    stage_order: list[str]                    # the journey's stages, its path first
+    reports: RunReports
+    stages: dict[str, str]                    # account → current stage (merged accounts left out)
+    why: dict[str, str]                       # account → the entry rule behind its current stage
+    breaches: dict[str, BreachOutcome]        # breach id → outcome
+
+
+def summarize(output: ReplayOutput, engine: Engine, period: Period) -> RunSummary:
+    """One finished run, its read model written, measured and reduced to what the diff needs."""
+    stages = {a: s.stage for a, s in output.accounts.items() if not s.merged_into and s.stage}
+    reasons = {a: why(output, a) for a, s in output.accounts.items() if not s.merged_into and s.history}
+    journey = output.journey
+    order = [s.id for s in journey.path] + [s.id for s in journey.stages if s not in journey.path]
+    return RunSummary(order, measure(engine, journey, period), stages, reasons, output.breach_outcomes)
 
 
 # ---- the diff -------------------------------------------------------------------------------------
@@ -191,56 +233,37 @@ def metric_rows(base: RunReports, prop: RunReports, stage_order: Sequence[str]) 
     return rows
 
 
-def account_changes(base: ReplayOutput, prop: ReplayOutput) -> list[AccountChange]:
+def account_changes(base: RunSummary, prop: RunSummary) -> list[AccountChange]:
     """Accounts whose current stage differs between the runs, with why (the matching entry rule)."""
-    def current(out: ReplayOutput) -> dict[str, str | None]:
-        return {a: s.stage for a, s in out.accounts.items() if not s.merged_into and s.stage}
-
-    before, after = current(base), current(prop)
+    before, after = base.stages, prop.stages
     changes = []
     for account_id in sorted(before.keys() | after.keys()):
         if before.get(account_id) != after.get(account_id):
             changes.append(AccountChange(account_id, before.get(account_id), after.get(account_id),
-                                         why(base, account_id), why(prop, account_id)))
+                                         base.why.get(account_id, NO_STAGE), prop.why.get(account_id, NO_STAGE)))
     return changes
+
+
+NO_STAGE = "no stage (no event matched an entry rule)"
 
 
 def why(out: ReplayOutput, account_id: str) -> str:
     """The entry rule behind the account's current stage: ``stages[i].entry[j]`` and its trigger."""
     state = out.accounts.get(account_id)
     if state is None or state.merged_into or not state.history:
-        return "no stage (no event matched an entry rule)"
+        return NO_STAGE
     visit = next((v for v in reversed(state.history) if not v.inferred), state.history[-1])
-    event = out.triggers.get(StageTransition.make_id(account_id, visit.stage, visit.trigger_event_id))
+    rule = out.entry_rules.get(StageTransition.make_id(account_id, visit.stage, visit.trigger_event_id))
     when = visit.entered_at.strftime("%Y-%m-%d")
-    if event is None:
+    if rule is None:
         return f"{visit.stage} on {when} (event {visit.trigger_event_id})"
-    return f"{visit.stage} on {when}: {matched_rule(out.journey, visit.stage, event)} by {event.kind}"
+    return f"{visit.stage} on {when}: {rule}"
 
 
-def matched_rule(journey: JourneyDefinition, stage_id: str, event: LifecycleEvent) -> str:
-    """Which of the stage's entry criteria the event satisfies, as the journey file names it."""
-    for i, stage in enumerate(journey.stages):
-        if stage.id == stage_id:
-            for j, criterion in enumerate(stage.entry):
-                if criterion.matches(event):
-                    where = f" where {criterion.where}" if criterion.where else ""
-                    return f"stages[{i}].entry[{j}] ({criterion.kind}{where})"
-    return "no entry rule of the stage (inferred on a jump)"
-
-
-def breach_changes(base: ReplayOutput, prop: ReplayOutput, period: Period) -> list[BreachChange]:
+def breach_changes(base: RunSummary, prop: RunSummary, period: Period) -> list[BreachChange]:
     """SLA clocks (by breach id) whose outcome differs, clocks started in the period."""
-    def outcomes(out: ReplayOutput) -> dict[str, tuple[str, str, datetime, str]]:
-        result: dict[str, tuple[str, str, datetime, str]] = {}
-        for b in out.breaches:
-            if period.contains(b.started_at):
-                prior = result.get(b.breach_id)
-                status = b.status.value
-                if prior is not None and prior[3] == SlaBreachStatus.MET_LATE.value:
-                    status = prior[3]
-                result[b.breach_id] = (b.account_id, b.sla_id, b.started_at, status)
-        return result
+    def outcomes(run: RunSummary) -> dict[str, BreachOutcome]:
+        return {bid: o for bid, o in run.breaches.items() if period.contains(o[2])}
 
     before, after = outcomes(base), outcomes(prop)
     changes = []
@@ -260,16 +283,23 @@ def breach_counts(changes: Sequence[BreachChange]) -> Counter[tuple[str, str, st
 def compare(base: ReplayOutput, prop: ReplayOutput, period: Period, *, records: int, events: int,
             seconds: float, baseline_name: str, proposed_name: str,
             workdir: str | Path | None = None) -> WhatIf:
-    """Measure both runs with the read-model reports and diff them."""
-    order = [s.id for s in prop.journey.path] + [s.id for s in prop.journey.stages if s not in prop.journey.path]
-    with read_model(base, workdir) as engine:
-        before = measure(engine, base.journey, period)
-    with read_model(prop, workdir) as engine:
-        after = measure(engine, prop.journey, period)
+    """Measure both runs (which kept their records) with the read-model reports and diff them."""
+    summaries = []
+    for out in (base, prop):
+        with read_model(out, workdir) as engine:
+            summaries.append(summarize(out, engine, period))
+    return diff(summaries[0], summaries[1], period, records=records, events=events, seconds=seconds,
+                baseline_name=baseline_name, proposed_name=proposed_name)
+
+
+def diff(base: RunSummary, prop: RunSummary, period: Period, *, records: int, events: int, seconds: float,
+         baseline_name: str, proposed_name: str) -> WhatIf:
+    """Two measured runs side by side."""
     return WhatIf(baseline=baseline_name, proposed=proposed_name, since=period.since, until=period.until,
-                  records=records, events=events, seconds=seconds, rows=metric_rows(before, after, order),
+                  records=records, events=events, seconds=seconds,
+                  rows=metric_rows(base.reports, prop.reports, prop.stage_order),
                   accounts=account_changes(base, prop), breaches=breach_changes(base, prop, period),
-                  reports=(before, after))
+                  reports=(base.reports, prop.reports))
 
 
 def _ordered(preferred: Sequence[str], keys: set[str] | frozenset[str]) -> list[str]:

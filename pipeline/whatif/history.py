@@ -58,15 +58,14 @@ class Spool:
         """One reader per partition, each in offset order; may be called again for another pass."""
         for fh in self._files.values():
             fh.flush()
-        return {key: self._read(key) for key in sorted(self._files)}
+        return {key: read_partition(key, path) for key, path in self.paths().items()}
 
-    def _read(self, key: SourceKey) -> Iterator[RawInput]:
-        topic, partition = key
-        with open(self._files[key].name, "rb", buffering=1 << 20) as fh:
-            header, size = fh.read, _HEADER.size
-            while chunk := header(size):
-                offset, length = _HEADER.unpack(chunk)
-                yield RawInput(topic, partition, offset, fh.read(length))
+    def paths(self) -> dict[SourceKey, str]:
+        """Each partition's file (flushed), in partition order: another process reads them
+        with :func:`read_partition` while the spool is open."""
+        for fh in self._files.values():
+            fh.flush()
+        return {key: self._files[key].name for key in sorted(self._files)}
 
     def close(self) -> None:
         for fh in self._files.values():
@@ -78,6 +77,16 @@ class Spool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def read_partition(key: SourceKey, path: str) -> Iterator[RawInput]:
+    """One spooled partition's records, in offset order."""
+    topic, partition = key
+    with open(path, "rb", buffering=1 << 20) as fh:
+        header, size = fh.read, _HEADER.size
+        while chunk := header(size):
+            offset, length = _HEADER.unpack(chunk)
+            yield RawInput(topic, partition, offset, fh.read(length))
 
 
 # ---- Kafka ------------------------------------------------------------------------------------

@@ -128,3 +128,23 @@ def test_accounts_that_change_stage_say_which_rule(files: SimpleNamespace):
         assert change["baseline_stage"] == "onboarding" and change["proposed_stage"] != "onboarding"
         assert "stages[3].entry[1] (product.track where {'event': ['Onboarding Started']})" in change["baseline_rule"]
         assert change["proposed_rule"].startswith(f"{change['proposed_stage']} on ")
+
+
+def test_one_process_per_journey_gives_the_same_diff(files: SimpleNamespace):
+    """``--jobs 2`` (each journey in its own process, streaming into its own read model) and
+    ``--jobs 1`` (both journeys in one pass) diff alike, accounts that change stage included."""
+    rule = "      - kind: product.track\n        where: {event: [Onboarding Started]}\n"
+    proposed = files.tmp / "kickoff-only-jobs.yaml"
+    proposed.write_text(SHIPPED.read_text().replace(rule, ""))
+    demo = sample_file(files.tmp, 40)
+    runs = []
+    for jobs in ("1", "2"):
+        run = whatif("--journey", str(proposed), "--from-files", str(demo), "--format", "json", "--jobs", jobs,
+                     "--since", "2026-02-01", "--until", "2026-09-01")
+        assert run.returncode == 0, run.stderr
+        result = json.loads(run.stdout)
+        for timing in ("seconds", "rate_events_per_second"):
+            result.pop(timing)
+        runs.append(result)
+    assert runs[0]["accounts"] and runs[0]["breaches"] is not None
+    assert runs[0] == runs[1]
