@@ -60,8 +60,10 @@ class Accounts:
 
     async def _batch(self, event: Any) -> None:
         partition = event.message.partition
-        if partition not in self._assigned:
-            return  # buffered before a rebalance took the partition away: its new owner reads it
+        if partition not in self._assigned or self.pipeline.app.rebalancing:
+            # buffered before a rebalance took the partition away (its new owner reads it), or
+            # in hand while the tables are being recovered: Faust seeks back to the commit after
+            return
         p = self.pipeline
         logic = self.partitions.get(partition)
         if logic is None:

@@ -66,8 +66,10 @@ class Ingest:
             async for event in stream.noack().events():
                 message = event.message
                 tp = TP(message.topic, message.partition)
-                if tp not in self._assigned:
-                    continue  # buffered before a rebalance took it away: its new owner reads it
+                if tp not in self._assigned or self.app.rebalancing:
+                    # buffered before a rebalance took it away (its new owner reads it), or in hand
+                    # while the identity tables are being recovered: read again from the commit
+                    continue
                 expected = self._next_offset.get(tp)
                 if expected is None:
                     expected = self._committed(tp)

@@ -25,7 +25,7 @@ class Timers:
 
     async def release(self) -> None:
         """Ingest: release what became decidable without a new record, send a batch that waited."""
-        if self.pipeline.started:
+        if self.pipeline.started and not self.pipeline.app.rebalancing:
             await self.pipeline.ingest.tick()
 
     async def clock(self) -> None:
@@ -34,7 +34,7 @@ class Timers:
         (a ``clock`` message after everything it released); from then on, until other input
         arrives, a partition whose next deadline is due clocks itself."""
         p = self.pipeline
-        if not p.started:
+        if not p.started or p.app.rebalancing:  # tables are being recovered: nothing to read yet
             return
         now = p.wall() - timedelta(seconds=p.settings.allowed_lateness_seconds)
         ingest = p.ingest
