@@ -28,6 +28,7 @@ from pipeline.readmodel.queries import (
     time_in_stage,
 )
 from pipeline.readmodel.writer import ReadModelWriter
+from schemas.handoffs import Handoff
 from schemas.identity import AccountMerged
 from schemas.transitions import StageTransition
 
@@ -127,19 +128,37 @@ def write_read_model(output: ReplayOutput, engine: Engine) -> None:
 
 class ReadModelSink:
     """A replay's published records into a read model as they come, one transaction per batch
-    (``ReadModelWriter.apply``: idempotent upserts, so the order of batches does not matter)."""
+    (``ReadModelWriter.apply``: idempotent upserts).
+
+    One column does depend on how records are batched: ``ReadModelWriter`` sets an account's
+    ``segment`` from the latest handoff *of the last batch that held one of its handoffs*.
+    So that a run's reports do not depend on where its batches happen to end (and the two
+    runs of a what-if, whose batches end in different places, agree where they should), the
+    sink notes each account's latest handoff segment and :meth:`merged`, at the end, sets it."""
 
     def __init__(self, engine: Engine) -> None:
         migrate(engine)
         self.writer = ReadModelWriter(engine)
+        self.segments: dict[str, tuple[datetime, str]] = {}
 
     def __call__(self, records: Sequence[Published]) -> None:
+        segments = self.segments
+        for r in records:
+            if isinstance(r, Handoff) and r.segment:
+                prior = segments.get(r.account_id)
+                if prior is None or r.occurred_at >= prior[0]:
+                    segments[r.account_id] = (r.occurred_at, r.segment)
         self.writer.apply(records)
 
     def merged(self, merges: Sequence[AccountMerged]) -> None:
-        """Identity's merges (``lifecycle.identity``), once the run is over."""
+        """Identity's merges (``lifecycle.identity``), once the run is over; then the segments."""
         for merge in merges:
             self.writer.mark_merged(merge.from_account, merge.into_account)
+        rows = [{"a": a, "s": s} for a, (_, s) in self.segments.items()]
+        if rows:
+            with self.writer.engine.begin() as conn:
+                conn.execute(accounts.update().where(accounts.c.account_id == sa.bindparam("a"))
+                             .values(segment=sa.bindparam("s")), rows)
 
 
 @contextmanager
