@@ -204,13 +204,11 @@ class ReadModelWriter:
             return
         with_transitions = [a for a, rs in changed.items() if any(isinstance(r, StageTransition) for r in rs)]
         heads = _heads(conn, with_transitions)
+        segments = _segments(conn, [a for a, rs in changed.items()
+                                    if any(isinstance(r, Handoff) and r.segment for r in rs)])
         rows = []
         for account_id, recs in changed.items():
             seen = [_record_time(r) for r in recs]
-            segments = sorted(
-                ((r.occurred_at, r.segment) for r in recs if isinstance(r, Handoff) and r.segment),
-                key=lambda p: p[0],
-            )
             head = heads.get(account_id)
             rows.append({
                 "account_id": account_id,
@@ -218,7 +216,7 @@ class ReadModelWriter:
                 "stage_entered_at": head["occurred_at"] if head else None,
                 "owner_team": head["to_owner_team"] if head else None,
                 "owner_id": head["owner_id"] if head else None,
-                "segment": segments[-1][1] if segments else None,
+                "segment": segments.get(account_id),
                 "merged_into": None,
                 "first_seen_at": min(seen),
                 "updated_at": now,
@@ -290,6 +288,24 @@ def _breach_row(r: SlaBreach, now: datetime) -> dict[str, Any]:
     row["breached_at"] = r.detected_at if r.status is SlaBreachStatus.BREACHED else None
     row["updated_at"] = now
     return row
+
+
+def _segments(conn: Connection, account_ids: Iterable[str]) -> dict[str, str]:
+    """Each account's segment: that of its latest handoff by event time (ties by id), read from
+    the table, so the answer does not depend on where write batches happened to end."""
+    ids = list(account_ids)
+    c = handoffs.c
+    out: dict[str, str] = {}
+    for start in range(0, len(ids), _CHUNK):
+        query = (sa.select(c.account_id, c.segment, c.occurred_at, c.handoff_id)
+                 .where(c.account_id.in_(ids[start:start + _CHUNK]), c.segment.is_not(None)))
+        latest: dict[str, tuple] = {}
+        for row in conn.execute(query):
+            key = (row.occurred_at, row.handoff_id)
+            if row.account_id not in latest or key > latest[row.account_id][0]:
+                latest[row.account_id] = (key, row.segment)
+        out.update({account: segment for account, (_, segment) in latest.items()})
+    return out
 
 
 def _heads(conn: Connection, account_ids: Iterable[str]) -> dict[str, dict[str, Any]]:

@@ -192,3 +192,16 @@ def test_mark_merged_is_idempotent_and_refuses_cycles(engine: Engine) -> None:
         writer.mark_merged("A", "A")
     with pytest.raises(ValueError, match="non-empty"):
         writer.mark_merged("", "A")
+
+
+def test_segment_is_the_latest_handoffs_whatever_the_batches(engine: Engine) -> None:
+    """An account's segment comes from its latest handoff by event time, not from whichever
+    write batch happened to come last (a sink's batches end wherever they end)."""
+    early = story.handoff_versions("ho-seg-1", "S", "marketing", "sales", 1, "mid_market")[-1]
+    late = story.handoff_versions("ho-seg-2", "S", "sales", "customer_success", 5, "enterprise")[-1]
+    writer = ReadModelWriter(engine)
+    writer.apply([late])
+    writer.apply([early])  # an older handoff, written later
+    with engine.connect() as conn:
+        segment = conn.execute(sa.select(accounts.c.segment).where(accounts.c.account_id == "S")).scalar_one()
+    assert segment == "enterprise"
