@@ -59,7 +59,6 @@ log = logging.getLogger(__name__)
 
 SRC_HEADER = "lc-src"
 OFF_HEADER = "lc-off"
-STORES = ("memory", "rocksdict")
 
 _position: contextvars.ContextVar[tuple[str, int, int] | None] = contextvars.ContextVar("lc_source", default=None)
 
@@ -246,7 +245,7 @@ def checkpointed_table(app: faust.App, name: str, partitions: int, value_codec: 
 
 # ---- the rocksdict store -----------------------------------------------------------------------
 
-from faust.stores import STORES  # noqa: E402
+from faust.stores import STORES  # noqa: E402  (Faust's store registry: rocksdict:// is added below)
 from faust.stores.rocksdb import Store as _RocksStore  # noqa: E402
 
 MiB = 1024 * 1024

@@ -46,7 +46,6 @@ from connectors.parsing import (
     person,
     require,
     segment_name,
-    unique,
 )
 from connectors.signing import HmacScheme, t_v1, ts_dot_body
 from connectors.vendor import Vendor

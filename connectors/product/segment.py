@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from connectors.base import Ignored, ParseError
+from connectors.base import ParseError
 from connectors.cursors import Cursor, CursorStrategy, NoRecovery, Page, PollRequest, PollResponse
 from connectors.parsing import (
     VendorParser,

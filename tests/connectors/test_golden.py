@@ -13,18 +13,12 @@ import pytest
 
 from connectors.base import ParseError
 from connectors.registry import parser_for, vendor
-from tests.fixtures.vendors import HERE, INGESTED, ignored, parse, payloads
-
-
-def at(event) -> str:
-    return event.occurred_at.isoformat().replace("+00:00", "Z")
+from tests.fixtures.vendors import HERE, INGESTED, at, ignored, parse, payloads, unlisted
 
 
 def test_every_published_fixture_has_a_golden_test():
     """A new pub_* fixture without a golden test here fails this test."""
-    source = Path(__file__).read_text()
-    missing = [f"{p.parent.name}/{p.name}" for p in sorted(HERE.glob("*/pub_*.json")) if p.name not in source]
-    assert missing == []
+    assert unlisted("pub_", Path(__file__).read_text()) == []
 
 
 # ---- Stripe -------------------------------------------------------------------------------

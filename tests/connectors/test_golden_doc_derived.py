@@ -18,24 +18,16 @@ from connectors.base import ParseError
 from connectors.crm.salesforce import cdc_parts, changed_fields
 from connectors.registry import parser_for, vendor
 from pipeline.journey import DealStages, load_journey
-from tests.fixtures.vendors import HERE, INGESTED, body, ignored, parse, payloads
-
-
-def at(event) -> str:
-    return event.occurred_at.isoformat().replace("+00:00", "Z")
+from tests.fixtures.vendors import HERE, INGESTED, at, body, ignored, parse, payloads, unlisted
 
 
 def test_every_doc_derived_fixture_has_a_golden_test():
     """A new doc_* fixture without a golden test here fails this test."""
-    source = Path(__file__).read_text()
-    missing = [f"{p.parent.name}/{p.name}" for p in sorted(HERE.glob("*/doc_*.json")) if p.name not in source]
-    assert missing == []
+    assert unlisted("doc_", Path(__file__).read_text()) == []
 
 
 def test_doc_derived_fixtures_are_listed_in_the_readme():
-    readme = (HERE / "README.md").read_text()
-    missing = [p.name for p in sorted(HERE.glob("*/doc_*.json")) if f"{p.parent.name}/{p.name}`" not in readme]
-    assert missing == []
+    assert unlisted("doc_", (HERE / "README.md").read_text(), "{vendor}/{name}`") == []
 
 
 # ---- Zendesk event webhooks ---------------------------------------------------------------
