@@ -83,11 +83,16 @@ def patch_faust_end_offsets() -> None:
 
 
 async def drain_producer(producer: Any, timeout: float = DRAIN_TIMEOUT) -> bool:
-    """Wait until everything handed to Faust's producer so far is on the broker.
-    False when it cannot be (the producer is stopping or stuck)."""
+    """Wait until everything handed to Faust's producer *before this call* is on the broker.
+    False when it cannot be (the producer is stopping or stuck).
+
+    Waiting for an empty buffer instead would starve under load: the agents keep it filled,
+    commits then waited out their timeout and were skipped, and a rebalance callback that
+    commits blocked past the group's rebalance timeout."""
     buffer = producer.buffer
+    target = getattr(buffer, "_lc_put", 0)
     deadline = time.monotonic() + timeout
-    while buffer.size or getattr(buffer, "_lc_in_flight", 0):
+    while getattr(buffer, "_lc_sent", 0) < target:
         if buffer.should_stop or producer.should_stop or time.monotonic() > deadline:
             return False
         await asyncio.sleep(0.002)
@@ -103,16 +108,20 @@ def patch_faust_durable_commit() -> None:
     from faust.transport.consumer import Consumer
     from faust.transport.producer import ProducerBuffer
 
+    put = ProducerBuffer.put
     send_pending = ProducerBuffer._send_pending
     commit_offsets = Consumer._commit_offsets
 
+    def _put(self: Any, fut: Any) -> None:
+        self._lc_put = getattr(self, "_lc_put", 0) + 1  # messages handed in, in order
+        put(self, fut)
+
     async def _send_pending(self: Any, fut: Any) -> None:
-        # Taken off the queue but not yet handed to aiokafka: the drain must wait for it too.
-        self._lc_in_flight = getattr(self, "_lc_in_flight", 0) + 1
+        # FIFO: the n-th message handed in is the n-th handed to aiokafka.
         try:
             await send_pending(self, fut)
         finally:
-            self._lc_in_flight -= 1
+            self._lc_sent = getattr(self, "_lc_sent", 0) + 1
 
     async def _commit_offsets(self: Any, offsets: Mapping[Any, int], start_new_transaction: bool = True) -> bool:
         # The offsets are fixed before the drain: writes of later acks may still be buffered.
@@ -121,6 +130,7 @@ def patch_faust_durable_commit() -> None:
             return False
         return await commit_offsets(self, offsets, start_new_transaction=start_new_transaction)
 
+    ProducerBuffer.put = _put
     ProducerBuffer._send_pending = _send_pending
     Consumer._commit_offsets = _commit_offsets
     _DURABLE_PATCHED = True
