@@ -179,7 +179,7 @@ class LifecyclePipeline:
 
     async def _on_assigned(self, sender: Any, assigned: set[TP], **kwargs: Any) -> None:
         if self.settings.role != "sink":
-            self.ingest.on_assigned(assigned)
+            await self.ingest.on_assigned(assigned)
             self.accounts_agent.on_assigned(assigned)
 
     # ---- shared by the agents -------------------------------------------------------------------

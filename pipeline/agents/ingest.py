@@ -50,6 +50,7 @@ class Ingest:
         self.announced = False                   # "caught up" sent since the last new record
         self._next_offset: dict[TP, int] = {}     # next raw offset the merge expects, per partition
         self._assigned: set[TP] = set()           # raw partitions this worker owns now
+        self._start: dict[TP, int] = {}           # their committed offsets when assigned
         self._outbox: list[AccountMessage] = []
         self._outbox_done: list[_Pending] = []
         self._outbox_since = time.monotonic()     # when the oldest unsent released message was queued
@@ -137,14 +138,18 @@ class Ingest:
                 await self.app.consumer.commit()
         self._assigned -= revoked
 
-    def on_assigned(self, assigned: set[TP]) -> None:
+    async def on_assigned(self, assigned: set[TP]) -> None:
         """Start again from the commit: after a rebalance the tables are recovered to the
         committed input (``pipeline.tables``) and Faust seeks every partition back to its
-        committed offset, so what was queued is dropped and read again."""
+        committed offset, so what was queued is dropped and read again. Where each partition
+        starts is read from the broker here: Faust's own record of it can be missing (its seek
+        after recovery has a timeout), and a partition with nothing left to read would then
+        never count as caught up."""
         for tp in self.merge.partitions():
             self.merge.drop_partition(tp)
         self._next_offset.clear()
         self._assigned = {tp for tp in assigned if tp.topic in self.topics.raw.values()}
+        self._start = await self.pipeline.committed.get(self._assigned) if self._assigned else {}
         for tp in self._assigned:
             self.merge.add_partition(tp)
 
@@ -160,9 +165,8 @@ class Ingest:
         return position >= highwater
 
     def _committed(self, tp: TP) -> int:
-        """Where consumption of ``tp`` resumes: the committed offset (Kafka says -1 for none)."""
-        committed = self.app.consumer._committed_offset.get(tp)
-        return committed if committed is not None and committed > 0 else 0
+        """Where consumption of ``tp`` resumed: the committed offset read at assignment."""
+        return self._start.get(tp, 0)
 
     async def _release_all(self, flush_at: int) -> None:
         """Release in slices of a batch, sending each full one, so a partition that becomes
