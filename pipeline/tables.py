@@ -41,7 +41,6 @@ of the commit.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import contextvars
 import logging
@@ -74,34 +73,24 @@ def source_position(topic: str, partition: int, offset: int) -> Iterator[None]:
 
 
 class CommittedOffsets:
-    """The group's committed offsets, asked of the broker with an admin OffsetFetch: a
-    consumer with the group's id would join the group and set off a rebalance."""
+    """The group's committed offsets, asked through the worker's own group member (Faust's
+    consumer thread). An admin OffsetFetch (no member) was answered "no offset" by the embedded
+    broker while the group was still rebalancing after a kill -9, which made recovery drop every
+    changelog record of those inputs: accounts started again from nothing."""
 
     def __init__(self, app: faust.App) -> None:
         self.app = app
-        self._admin: Any = None
-        self._lock = asyncio.Lock()  # every table recovers at once; one client, started once
 
     async def get(self, tps: Iterable[TP]) -> dict[TP, int]:
-        from aiokafka.admin import AIOKafkaAdminClient
         from aiokafka.structs import TopicPartition
 
-        from pipeline.kafka_clients import client_kwargs
-
-        async with self._lock:
-            if self._admin is None:
-                servers = [f"{url.host}:{url.port or 9092}" for url in self.app.conf.broker]
-                admin = AIOKafkaAdminClient(bootstrap_servers=servers, **client_kwargs())
-                await admin.start()
-                self._admin = admin
-            wanted = [TopicPartition(tp.topic, tp.partition) for tp in tps]
-            found = await self._admin.list_consumer_group_offsets(self.app.conf.id, partitions=wanted)
-            out: dict[TP, int] = {}
-            for tp in tps:
-                meta = found.get(TopicPartition(tp.topic, tp.partition))
-                offset = meta.offset if meta is not None else -1
-                out[tp] = offset if offset is not None and offset > 0 else 0
-            return out
+        thread = self.app.consumer._thread  # type: ignore[attr-defined]
+        consumer = thread._ensure_consumer()
+        out: dict[TP, int] = {}
+        for tp in tps:
+            offset = await thread.call_thread(consumer.committed, TopicPartition(tp.topic, tp.partition))
+            out[tp] = offset if offset is not None and offset > 0 else 0
+        return out
 
 
 class CheckpointedTable(faust.Table):
