@@ -97,7 +97,7 @@ class Ingest:
     async def tick(self) -> None:
         """The release timer: release what became decidable without a new record (a partition
         reached its end) and send a batch that has waited long enough."""
-        self._watch()
+        await self._watch()
         async with self.lock:
             # While records keep coming, batches fill to BATCH_MAX (each account is then written
             # once per full batch); a part-filled one goes once input pauses or it grew old.
@@ -105,8 +105,11 @@ class Ingest:
             self._pushed_since_tick = False
             await self._release_all(flush_at=BATCH_MAX if flowing else 0)
 
-    def _watch(self) -> None:
-        """Diagnostics: input waiting on the broker, yet no record delivered for a while."""
+    async def _watch(self) -> None:
+        """Input waiting on the broker, yet no record delivered for a while: say so, and read
+        again where the silent partitions start (read at assignment, the broker can answer
+        before the group has settled; a partition that is in fact read to its end would
+        otherwise hold the merge back for good)."""
         now = time.monotonic()
         if now - self._last_watch < 10 or now - self._last_record < 10:
             return
@@ -122,6 +125,9 @@ class Ingest:
         log.warning("ingest stalled %.0fs: %s; flow active %s, queued %d, producer buffer %d, rebalancing %s",
                     now - self._last_record, detail, self.app.flow_control.is_active(), len(self.merge),
                     self.app.producer.buffer.size, self.app.rebalancing)
+        silent = [tp for tp in lagging if tp not in self._next_offset]
+        if silent and not self.app.rebalancing:
+            self._start.update(await self.pipeline.committed.get(silent))
 
     def idle(self) -> bool:
         """Every owned raw partition read to its end and everything released sent (call under ``lock``)."""
