@@ -73,23 +73,43 @@ def source_position(topic: str, partition: int, offset: int) -> Iterator[None]:
 
 
 class CommittedOffsets:
-    """The group's committed offsets, asked through the worker's own group member (Faust's
-    consumer thread). An admin OffsetFetch (no member) was answered "no offset" by the embedded
-    broker while the group was still rebalancing after a kill -9, which made recovery drop every
-    changelog record of those inputs: accounts started again from nothing."""
+    """The group's committed offsets, asked twice: through the worker's own group member
+    (Faust's consumer thread) and with an admin OffsetFetch. Each was seen answering "no
+    offset" for a partition that had one (the admin request while the group was still
+    rebalancing after a kill -9; the member right after a graceful restart), and a missing
+    offset makes recovery drop every changelog record of that input. Neither answers more
+    than what was committed, so the larger of the two is the commit."""
 
     def __init__(self, app: faust.App) -> None:
         self.app = app
+        self._admin: Any = None
+        self._lock = asyncio.Lock()  # every table recovers at once; one admin client, started once
 
     async def get(self, tps: Iterable[TP]) -> dict[TP, int]:
+        from aiokafka.admin import AIOKafkaAdminClient
         from aiokafka.structs import TopicPartition
 
+        from pipeline.kafka_clients import client_kwargs
+
+        wanted = list(tps)
         thread = self.app.consumer._thread  # type: ignore[attr-defined]
         consumer = thread._ensure_consumer()
         out: dict[TP, int] = {}
-        for tp in tps:
+        for tp in wanted:
             offset = await thread.call_thread(consumer.committed, TopicPartition(tp.topic, tp.partition))
             out[tp] = offset if offset is not None and offset > 0 else 0
+        async with self._lock:
+            if self._admin is None:
+                servers = [f"{url.host}:{url.port or 9092}" for url in self.app.conf.broker]
+                admin = AIOKafkaAdminClient(bootstrap_servers=servers, **client_kwargs())
+                await admin.start()
+                self._admin = admin
+            found = await self._admin.list_consumer_group_offsets(
+                self.app.conf.id, partitions=[TopicPartition(tp.topic, tp.partition) for tp in wanted])
+        for tp in wanted:
+            meta = found.get(TopicPartition(tp.topic, tp.partition))
+            if meta is not None and meta.offset is not None and meta.offset > out[tp]:
+                out[tp] = meta.offset
         return out
 
 
