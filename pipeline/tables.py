@@ -41,6 +41,7 @@ of the commit.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import logging
