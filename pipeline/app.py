@@ -40,7 +40,7 @@ from pipeline.agents.accounts import Accounts
 from pipeline.agents.ingest import BATCH_MAX, Ingest
 from pipeline.agents.timers import RELEASE_INTERVAL, Timers
 from pipeline.codecs import ORJSON, STR, codec_for
-from pipeline.compat import patch_faust_durable_commit, patch_faust_end_offsets
+from pipeline.compat import patch_faust_durable_commit, patch_faust_end_offsets, patch_faust_manual_acks
 from pipeline.core.account import AccountLogic
 from pipeline.core.identity import IdentityResolver
 from pipeline.core.state import AccountState
@@ -102,6 +102,7 @@ class LifecyclePipeline:
         (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
         patch_faust_end_offsets()
         patch_faust_durable_commit()
+        patch_faust_manual_acks()
         app_id = f"{settings.app_id}-readmodel" if settings.role == "sink" else settings.app_id
         self.app = app = _App(app_id, **faust_config(settings))
         self.app.webserver_hooks.append(self._mount_read_model)

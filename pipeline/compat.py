@@ -1,5 +1,17 @@
-"""Two places where Faust (or the broker under it) would let a restart lose what it had
+"""Where Faust (or the broker under it) would let a restart lose what it had
 acknowledged; each is patched here, once, at the narrowest point.
+
+**Only the agents acknowledge.** Faust's stream iterator acknowledges an event it
+skips (taken from the queue while flow is suspended, or of an older consumer
+generation) even on a ``noack()`` stream, and commits it with the next commit.
+At a SIGTERM, account batches still queued for the agent were skipped that way,
+committed unprocessed, and lost (the consistency verifier's sigterm failures).
+``patch_faust_manual_acks`` lets the consumer record an ack only when it comes
+through :func:`acknowledge`, which every agent uses after its work is written; and
+a commit never moves past an offset that was not acknowledged (Faust's own check
+lets a hole of one message through). After each recovery, a partition without a
+commit is read from its beginning: aiokafka seeks only committed ones, and events
+skipped as stale at assignment had already moved the others past unread records.
 
 **Commit only what is durable.** Faust commits the offsets of acknowledged
 messages on a timer, without waiting for what processing them wrote: table
@@ -32,6 +44,8 @@ from pipeline.kafka_clients import client_kwargs
 
 _PATCHED = False
 _DURABLE_PATCHED = False
+_ACKS_PATCHED = False
+_ACKING = False  # set only while acknowledge() runs (acks are synchronous)
 DRAIN_TIMEOUT = 30.0  # seconds a commit waits for the producer buffer to drain
 
 
@@ -134,3 +148,69 @@ def patch_faust_durable_commit() -> None:
     ProducerBuffer._send_pending = _send_pending
     Consumer._commit_offsets = _commit_offsets
     _DURABLE_PATCHED = True
+
+
+def acknowledge(event: Any) -> None:
+    """Acknowledge an event whose work is written: the only ack the consumer records."""
+    global _ACKING
+    _ACKING = True
+    try:
+        event.ack()
+    finally:
+        _ACKING = False
+
+
+def stale(app: Any, event: Any) -> bool:
+    """Delivered before the current assignment's recovery finished (flow suspended, or an older
+    consumer generation): Faust seeks back to the commit, so it is read again; leave it alone."""
+    return (not app.flow_control.is_active()
+            or event.message.generation_id != app.consumer_generation_id)
+
+
+def patch_faust_manual_acks() -> None:
+    """Acks outside :func:`acknowledge` are not recorded, and commits never skip an unacked offset (idempotent)."""
+    global _ACKS_PATCHED
+    if _ACKS_PATCHED:
+        return
+    from faust.transport.consumer import Consumer
+
+    ack = Consumer.ack
+    new_offset = Consumer._new_offset
+
+    def _ack(self: Any, message: Any) -> bool:
+        if not _ACKING:
+            return False  # Faust's own ack of a skipped event: it is read again after the seek
+        return ack(self, message)
+
+    def _new_offset(self: Any, tp: Any) -> int | None:
+        acked = self._acked[tp]
+        committed = self._committed_offset[tp]
+        if acked and committed is not None and not self._gap[tp] and min(acked) > committed:
+            noted = self.__dict__.setdefault("_lc_holes", {})
+            if noted.get(tp) != committed:  # once per hole, not at every commit
+                noted[tp] = committed
+                self.log.error("not committing %s past offset %d: offsets %d..%d were never acknowledged "
+                               "(they are read again after the next rebalance or restart)",
+                               tp, committed, committed, min(acked) - 1)
+            return None
+        return new_offset(self, tp)
+
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    seek_to_committed = AIOKafkaConsumerThread.seek_to_committed
+
+    async def _seek_to_committed(self: Any) -> Mapping[Any, int]:
+        # aiokafka seeks only partitions with a commit; the rest stay wherever the fetcher got to,
+        # which after events skipped as stale (fetched before the assignment's generation was
+        # known) is past records never processed. Those start at the beginning instead.
+        committed = await seek_to_committed(self)
+        changelogs = self.app.tables.changelog_topics
+        fresh = [tp for tp, offset in committed.items() if not offset and tp.topic not in changelogs]
+        if fresh:
+            await self.call_thread(self._ensure_consumer().seek_to_beginning, *fresh)
+        return committed
+
+    Consumer.ack = _ack
+    Consumer._new_offset = _new_offset
+    AIOKafkaConsumerThread.seek_to_committed = _seek_to_committed
+    _ACKS_PATCHED = True

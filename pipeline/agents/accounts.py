@@ -15,6 +15,7 @@ import faust
 from faust.types import TP
 
 from pipeline import metrics
+from pipeline.compat import acknowledge, stale
 from pipeline.core.partition import Emitted, PartitionLogic
 from schemas.accounts import AccountBatch
 from schemas.cloudevents import ce_headers, source_for
@@ -60,9 +61,9 @@ class Accounts:
 
     async def _batch(self, event: Any) -> None:
         partition = event.message.partition
-        if partition not in self._assigned or self.pipeline.app.rebalancing:
+        if partition not in self._assigned or stale(self.pipeline.app, event):
             # buffered before a rebalance took the partition away (its new owner reads it), or
-            # in hand while the tables are being recovered: Faust seeks back to the commit after
+            # in hand while the tables were recovered: Faust seeks back to the commit after
             return
         p = self.pipeline
         logic = self.partitions.get(partition)
@@ -80,7 +81,7 @@ class Accounts:
         _write(p.deadlines, result.deadlines)
         _write(p.progress, result.readings)
         p.progress[str(partition)] = logic.progress.to_dict()
-        event.ack()
+        acknowledge(event)
 
     def _load(self, partition: int) -> PartitionLogic:
         p = self.pipeline

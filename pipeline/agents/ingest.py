@@ -20,6 +20,7 @@ import faust
 from faust.types import TP
 
 from pipeline import metrics
+from pipeline.compat import acknowledge, stale
 from pipeline.core.merge import Item, SourceMerge
 from pipeline.ingest import parse_record, resolve_event
 from pipeline.tables import source_position
@@ -67,19 +68,20 @@ class Ingest:
             async for event in stream.noack().events():
                 message = event.message
                 tp = TP(message.topic, message.partition)
-                if tp not in self._assigned or self.app.rebalancing:
-                    # buffered before a rebalance took it away (its new owner reads it), or in hand
-                    # while the identity tables are being recovered: read again from the commit
-                    continue
-                expected = self._next_offset.get(tp)
-                if expected is None:
-                    expected = self._committed(tp)
-                if message.offset < expected:
-                    continue  # delivered twice (a fetch in flight when Faust seeked back)
-                if message.offset > expected:  # never seen; the merge would go on without them
-                    log.error("ingest: %s records %d..%d skipped by the consumer", tp, expected, message.offset - 1)
-                parsed = self._parse(event)
-                async with self.lock:
+                async with self.lock:  # a rebalance callback may have run while this waited
+                    if tp not in self._assigned or stale(self.app, event):
+                        # buffered before a rebalance took it away (its new owner reads it), or in
+                        # hand while the identity tables were recovered: read again from the commit
+                        continue
+                    expected = self._next_offset.get(tp)
+                    if expected is None:
+                        expected = self._committed(tp)
+                    if message.offset < expected:
+                        continue  # delivered twice (a fetch in flight when Faust seeked back)
+                    if message.offset > expected:  # never seen; the merge would go on without them
+                        log.error("ingest: %s records %d..%d skipped by the consumer", tp, expected,
+                                  message.offset - 1)
+                    parsed = self._parse(event)
                     # A record is one unit of the merge (at its oldest event's time): its events
                     # are released, resolved and acknowledged together, so a committed offset
                     # never splits a record's identity writes from the ones that follow it.
@@ -270,4 +272,4 @@ class _Pending:
         self.event = event
 
     def done(self) -> None:
-        self.event.ack()
+        acknowledge(self.event)

@@ -18,6 +18,7 @@ import faust
 from pydantic import BaseModel, ValidationError
 
 from pipeline import metrics
+from pipeline.compat import acknowledge
 from schemas.handoffs import Handoff
 from schemas.identity import AccountMerged, parse_identity_record
 from schemas.sla import SlaBreach
@@ -101,4 +102,4 @@ class ReadModelSink:
                 merges += m
             await asyncio.to_thread(self.flush, records, merges)
             for event in batch:
-                event.ack()
+                acknowledge(event)
