@@ -45,3 +45,24 @@ def test_identity_show_imports_no_driver() -> None:
     imports = {n.module for n in ast.walk(show) if isinstance(n, ast.ImportFrom)}
     assert "pipeline.topic_reads" in imports
     assert not {m for m in imports if m and m.startswith(("pipeline.drive", "tests"))}
+
+
+CORE = ROOT / "pipeline" / "core"
+JOURNEY_CONFIG = ("journey", "sla_rules", "handoff_rules", "calendar", "predicates", "durations")
+
+
+def _core_imports(name: str) -> set[str]:
+    return {m for m in imported_modules(CORE / f"{name}.py") if m.startswith("pipeline.")}
+
+
+def test_the_journey_config_is_a_leaf_of_the_core() -> None:
+    """Issue 9, item 7: the journey's models import only other configuration; the engine and the
+    trackers import them (no ``TYPE_CHECKING`` circle), and no core module reads YAML."""
+    config = {f"pipeline.core.{n}" for n in JOURNEY_CONFIG}
+    outside = {n: sorted(_core_imports(n) - config) for n in JOURNEY_CONFIG}
+    assert {n: m for n, m in outside.items() if m} == {}
+    loaders = sorted(p.name for p in CORE.glob("*.py") if "pipeline.journey" in imported_modules(p)
+                     or "yaml" in imported_modules(p))
+    assert loaders == []
+    for tracker in ("sla", "handoffs", "engine", "state"):
+        assert "pipeline.core.journey" in _core_imports(tracker), tracker

@@ -16,7 +16,7 @@ from pipeline.core.engine import Outcome, apply_event
 from pipeline.core.handoffs import HandoffTracker
 from pipeline.core.sla import SlaTracker
 from pipeline.core.state import AccountState
-from pipeline.journey import JourneyDefinition
+from pipeline.core.journey import JourneyDefinition
 from schemas.base import utcnow
 from schemas.events import LifecycleEvent
 from schemas.handoffs import Handoff

@@ -30,7 +30,7 @@ from enum import StrEnum
 
 from pipeline.core.predicates import KindIndex
 from pipeline.core.state import AccountState, IgnoredMove, StageVisit
-from pipeline.journey import JourneyDefinition, Stage, StageKind
+from pipeline.core.journey import JourneyDefinition, Stage, StageKind
 from schemas.events import LifecycleEvent
 from schemas.transitions import StageTransition
 

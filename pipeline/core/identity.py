@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
-from pipeline.journey import IdentityConfig
+from pipeline.core.journey import IdentityConfig
 from schemas.events import IdentityLink, LifecycleEvent
 from schemas.identity import (
     AbsorbedAccount,

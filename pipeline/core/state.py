@@ -4,7 +4,6 @@ the handoff tracker's, in one value so one table write per event keeps them in s
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -14,8 +13,7 @@ from schemas.accounts import AccountMessage
 from schemas.base import UtcDatetime
 from schemas.events import LifecycleEvent
 
-if TYPE_CHECKING:
-    from pipeline.journey import Segmentation
+from pipeline.core.journey import Segmentation
 
 JOURNAL_KEPT = 300    # events that mattered to the journey, re-played into the survivor on a merge
 RECENT_IDS = 64       # idempotency window: re-deliveries after a crash replay the last uncommitted batch
