@@ -33,8 +33,9 @@ on Apache Kafka the read finds nothing more and costs one empty fetch.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -42,11 +43,21 @@ from aiokafka.structs import TopicPartition
 
 from pipeline.kafka_clients import client_kwargs
 
-_PATCHED = False
-_DURABLE_PATCHED = False
-_ACKS_PATCHED = False
 _ACKING = False  # set only while acknowledge() runs (acks are synchronous)
 DRAIN_TIMEOUT = 30.0  # seconds a commit waits for the producer buffer to drain
+
+
+def _once(patch: Callable[[], None]) -> Callable[[], None]:
+    """A patch applied at most once per process, however many apps are built."""
+    done = False
+
+    @functools.wraps(patch)
+    def apply() -> None:
+        nonlocal done
+        if not done:
+            patch()
+            done = True
+    return apply
 
 
 async def read_end_offsets(bootstrap: list[str], tps: Iterable[Any], listed: Mapping[Any, int]) -> dict[Any, int]:
@@ -76,11 +87,9 @@ async def read_end_offsets(bootstrap: list[str], tps: Iterable[Any], listed: Map
         await consumer.stop()
 
 
+@_once
 def patch_faust_end_offsets() -> None:
     """Make Faust's recovery read each changelog to its real end (idempotent)."""
-    global _PATCHED
-    if _PATCHED:
-        return
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
     listed_highwaters = AIOKafkaConsumerThread._highwaters
@@ -93,7 +102,6 @@ def patch_faust_end_offsets() -> None:
         return await read_end_offsets(servers, partitions, listed)
 
     AIOKafkaConsumerThread._highwaters = _highwaters
-    _PATCHED = True
 
 
 async def drain_producer(producer: Any, timeout: float = DRAIN_TIMEOUT) -> bool:
@@ -114,11 +122,9 @@ async def drain_producer(producer: Any, timeout: float = DRAIN_TIMEOUT) -> bool:
     return True
 
 
+@_once
 def patch_faust_durable_commit() -> None:
     """Make every offset commit wait until the writes made before it are durable (idempotent)."""
-    global _DURABLE_PATCHED
-    if _DURABLE_PATCHED:
-        return
     from faust.transport.consumer import Consumer
     from faust.transport.producer import ProducerBuffer
 
@@ -147,7 +153,6 @@ def patch_faust_durable_commit() -> None:
     ProducerBuffer.put = _put
     ProducerBuffer._send_pending = _send_pending
     Consumer._commit_offsets = _commit_offsets
-    _DURABLE_PATCHED = True
 
 
 def acknowledge(event: Any) -> None:
@@ -167,11 +172,9 @@ def stale(app: Any, event: Any) -> bool:
             or event.message.generation_id != app.consumer_generation_id)
 
 
+@_once
 def patch_faust_manual_acks() -> None:
     """Acks outside :func:`acknowledge` are not recorded, and commits never skip an unacked offset (idempotent)."""
-    global _ACKS_PATCHED
-    if _ACKS_PATCHED:
-        return
     from faust.transport.consumer import Consumer
 
     ack = Consumer.ack
@@ -213,4 +216,3 @@ def patch_faust_manual_acks() -> None:
     Consumer.ack = _ack
     Consumer._new_offset = _new_offset
     AIOKafkaConsumerThread.seek_to_committed = _seek_to_committed
-    _ACKS_PATCHED = True
