@@ -192,9 +192,10 @@ def patch_faust_manual_acks() -> None:
             noted = self.__dict__.setdefault("_lc_holes", {})
             if noted.get(tp) != committed:  # once per hole, not at every commit
                 noted[tp] = committed
-                self.log.error("not committing %s past offset %d: offsets %d..%d were never acknowledged "
-                               "(they are read again after the next rebalance or restart)",
-                               tp, committed, committed, min(acked) - 1)
+                # Normal for a moment after a rebalance (a commit that failed mid-rebalance took its
+                # acks with it; the records are read and acknowledged again); lasting, it is a stall.
+                self.log.warning("%s: holding the commit at offset %d until offsets %d..%d are acknowledged",
+                                 tp, committed, committed, min(acked) - 1)
             return None
         return new_offset(self, tp)
 
