@@ -59,6 +59,7 @@ class Ingest:
         self._sends: list[tuple[Any, str, Any]] = []  # identity facts and dead letters found while releasing
         self._last_record = time.monotonic()
         self._last_watch = time.monotonic()
+        self._watch_from: float | None = None    # the first tick after an assignment's recovery
 
     # ---- the agent ---------------------------------------------------------------------------
     async def run(self, stream: faust.StreamT) -> None:
@@ -113,7 +114,10 @@ class Ingest:
         before the group has settled; a partition that is in fact read to its end would
         otherwise hold the merge back for good)."""
         now = time.monotonic()
-        if now - self._last_watch < 10 or now - self._last_record < 10:
+        if self._watch_from is None:  # recovery just ended: silence so far was the recovery's
+            self._watch_from = now
+        quiet = now - max(self._last_record, self._watch_from)
+        if now - self._last_watch < 10 or quiet < 10:
             return
         self._last_watch = now
         lagging = [tp for tp in self._assigned if not self._caught_up(tp)]
@@ -125,7 +129,7 @@ class Ingest:
             active=tp in (c._active_partitions or ()), paused=tp in c._paused_partitions,
             buffered=tp in c._buffered_partitions) for tp in lagging}
         log.warning("ingest stalled %.0fs: %s; flow active %s, queued %d, producer buffer %d, rebalancing %s",
-                    now - self._last_record, detail, self.app.flow_control.is_active(), len(self.merge),
+                    quiet, detail, self.app.flow_control.is_active(), len(self.merge),
                     self.app.producer.buffer.size, self.app.rebalancing)
         silent = [tp for tp in lagging if tp not in self._next_offset]
         if silent and not self.app.rebalancing:
@@ -156,6 +160,7 @@ class Ingest:
         for tp in self.merge.partitions():
             self.merge.drop_partition(tp)
         self._next_offset.clear()
+        self._watch_from = None
         self._assigned = {tp for tp in assigned if tp.topic in self.topics.raw.values()}
         self._start = await self.pipeline.committed.get(self._assigned) if self._assigned else {}
         for tp in self._assigned:
