@@ -75,11 +75,12 @@ def source_position(topic: str, partition: int, offset: int) -> Iterator[None]:
 
 class CommittedOffsets:
     """The group's committed offsets, asked twice: through the worker's own group member
-    (Faust's consumer thread) and with an admin OffsetFetch. Each was seen answering "no
-    offset" for a partition that had one (the admin request while the group was still
-    rebalancing after a kill -9; the member right after a graceful restart), and a missing
-    offset makes recovery drop every changelog record of that input. Neither answers more
-    than what was committed, so the larger of the two is the commit."""
+    (Faust's consumer thread) and with an admin OffsetFetch. The admin request was seen
+    answering "no offset" for a partition that had one while the group was still rebalancing
+    after a kill -9, and a missing offset makes recovery drop every changelog record of that
+    input. (The member was suspected of the same after a graceful restart; that loss turned
+    out to be Faust's acks of skipped events, ``pipeline.compat``.) Neither answers more than
+    what was committed, so the larger of the two is the commit."""
 
     def __init__(self, app: faust.App) -> None:
         self.app = app
