@@ -2,11 +2,10 @@
 
 Webhook, file replay and polling differ in how records arrive, not in how they
 leave: a raw record goes to ``lifecycle.raw.<source>`` (in the deployment's topic
-namespace) keyed by the parser's ordering key with its stable event id in a header,
-and input that cannot be used goes to ``lifecycle.dead-letter`` with the reason and
-the original bytes. Keeping
-that in one place means one set of producer settings (acks=all, batching) and
-one set of counters.
+namespace), to the partition of the parser's ordering key, in a batch of records
+(``schemas.raw_batch``: one JSON document per line), and input that cannot be used goes
+to ``lifecycle.dead-letter`` with the reason and the original bytes. Keeping that in one
+place means one set of producer settings (acks=all, batching) and one set of counters.
 
 ``send`` returns once the record is queued and hands back its delivery future, so
 a caller may keep several in flight (replay) or await it before answering
@@ -34,6 +33,8 @@ from pipeline.metrics import CONNECTOR_LAST_SUCCESS, CONNECTOR_RECORDS, DEAD_LET
 from pipeline.settings import topics_for
 from schemas.base import utcnow
 from schemas.events import DeadLetter, RawRecord, SourceKind
+from schemas.raw_batch import Batch, Batcher, partition_for
+from schemas.raw_batch import headers as raw_batch_headers
 from schemas.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -41,8 +42,6 @@ log = logging.getLogger(__name__)
 # A dead letter keeps the original bytes, but a Kafka message has a size limit
 # (1 MiB by default); beyond this the original is cut and the detail says so.
 MAX_ORIGINAL_BYTES = 256 * 1024
-
-EVENT_ID_HEADER = "event_id"
 
 
 class SinkError(RuntimeError):
@@ -84,15 +83,20 @@ class RecordSink:
     """
 
     def __init__(self, bootstrap_servers: str, *, client_id: str = "lifecycle-connector",
-                 linger_ms: int = 5, max_batch_size: int = 256 * 1024, request_timeout_ms: int = 30_000,
+                 linger_ms: int = 50, max_batch_size: int = 256 * 1024, request_timeout_ms: int = 30_000,
                  enricher: Enriching | None = None, topics: Topics | None = None, **producer_options: Any) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.topics = topics or topics_for()  # None: the environment's namespace (LIFECYCLE_TOPIC_NAMESPACE)
         self.enricher = enricher  # None: notifications that need their object are dead-lettered
         self._options = dict(bootstrap_servers=bootstrap_servers, client_id=client_id, acks="all",
-                             linger_ms=linger_ms, max_batch_size=max_batch_size,
+                             linger_ms=min(linger_ms, 5), max_batch_size=max_batch_size,
                              request_timeout_ms=request_timeout_ms, **client_kwargs(), **producer_options)
         self._producer: AIOKafkaProducer | None = None
+        self._linger = linger_ms / 1000
+        self._batcher = Batcher()
+        self._pending: dict[int, asyncio.Future[Any]] = {}   # id(open batch) → its records' future
+        self._partitions: dict[str, list[int]] = {}
+        self._sending: set[asyncio.Future[Any]] = set()
 
     # lifecycle -----------------------------------------------------------------
 
@@ -114,6 +118,8 @@ class RecordSink:
                 delay = min(delay * 2, 2.0)
 
     async def stop(self) -> None:
+        if self._producer is not None:
+            await self._send_open()
         producer, self._producer = self._producer, None
         if producer is not None:
             await producer.stop()  # flushes what is queued
@@ -131,6 +137,7 @@ class RecordSink:
         return p is not None and not p._closed and bool(p.client.cluster.brokers())
 
     async def flush(self) -> None:
+        await self._send_open()
         await self._require().flush()
 
     def _require(self) -> AIOKafkaProducer:
@@ -152,15 +159,55 @@ class RecordSink:
     async def send(self, record: RawRecord) -> asyncio.Future[Any]:
         """Queue one raw record; the returned future resolves when Kafka acknowledged it.
 
-        The future resolves to the record metadata; its outcome is counted either way.
+        Records travel in batches (``schemas.raw_batch``): the record joins the open batch of
+        its topic partition, which goes when full or ``linger_ms`` after it opened (0: once the
+        caller yields, so one delivery's records still share a message). The future resolves to
+        the batch's record metadata; the record's outcome is counted either way.
         """
-        producer = self._require()
-        headers = [(EVENT_ID_HEADER, record.event_id.encode()), ("vendor", record.vendor.encode()),
-                   ("transport", record.transport.encode())]
-        delivery = await producer.send(self.topics.raw[SourceKind(record.source)], value=record.to_json(),
-                                       key=self.key_of(record).encode(), headers=headers)
-        delivery.add_done_callback(_delivery_counter(record.vendor, record.transport))
-        return delivery
+        self._require()
+        topic = self.topics.raw[SourceKind(record.source)]
+        key = self.key_of(record).encode()
+        batch, closed = self._batcher.add(topic, await self._partition(topic, key), key, record.to_json())
+        pending = self._pending.get(id(batch))
+        if pending is None:
+            pending = self._pending[id(batch)] = asyncio.get_running_loop().create_future()
+            asyncio.get_running_loop().call_later(self._linger, self._linger_due, batch)
+        pending.add_done_callback(_delivery_counter(record.vendor, record.transport))
+        if closed is not None:
+            await self._send_batch(closed)
+        return pending
+
+    async def _partition(self, topic: str, key: bytes) -> int:
+        """Kafka's default partitioner (murmur2 of the key), so a vendor object's records stay in order."""
+        partitions = self._partitions.get(topic)
+        if partitions is None:
+            partitions = self._partitions[topic] = sorted(await self._require().partitions_for(topic))
+        return partition_for(key, partitions)
+
+    def _linger_due(self, batch: Batch) -> None:
+        closed = self._batcher.close(batch)
+        if closed is not None:
+            task = asyncio.ensure_future(self._send_batch(closed))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    async def _send_batch(self, batch: Batch) -> None:
+        """One message for the batch; its records' futures follow its delivery."""
+        pending = self._pending.pop(id(batch))
+        try:
+            delivery = await self._require().send(batch.topic, value=batch.value(), key=batch.key,
+                                                  partition=batch.partition, headers=raw_batch_headers(len(batch.records)))
+        except Exception as exc:
+            pending.set_exception(exc)
+            return
+        delivery.add_done_callback(functools.partial(_follow, pending))
+
+    async def _send_open(self) -> None:
+        """Send every open batch now, and wait for batches a linger already sent."""
+        for batch in self._batcher.close_all():
+            await self._send_batch(batch)
+        if self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)
 
     async def send_and_wait(self, record: RawRecord) -> Any:
         return await (await self.send(record))
@@ -259,6 +306,18 @@ class RecordSink:
         if wait:
             await delivery
         return letter
+
+
+def _follow(pending: asyncio.Future[Any], delivery: asyncio.Future[Any]) -> None:
+    """Resolve a batch's records' future as its Kafka delivery resolved."""
+    if pending.done():
+        return
+    if delivery.cancelled():
+        pending.cancel()
+    elif delivery.exception() is not None:
+        pending.set_exception(delivery.exception())  # type: ignore[arg-type]
+    else:
+        pending.set_result(delivery.result())
 
 
 @functools.lru_cache(maxsize=256)

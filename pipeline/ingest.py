@@ -1,5 +1,6 @@
-"""The ingest step's logic, without Kafka: a raw record's bytes → canonical events (or a dead
-letter, or "ignored"), and an event → the account messages and identity facts it causes.
+"""The ingest step's logic, without Kafka: a raw message's bytes (a batch of records,
+``schemas.raw_batch``) → each record's canonical events (or a dead letter, or "ignored"), and an
+event → the account messages and identity facts it causes.
 
 The worker and the offline what-if replay call these same functions, so a replay of the
 recorded history goes down exactly the worker's path.
@@ -19,6 +20,7 @@ from connectors.registry import is_test_mode, parse_raw
 from pipeline.core.identity import IdentityResolver, UnresolvableEvent
 from schemas.accounts import AccountMessage
 from schemas.events import DeadLetter, LifecycleEvent, RawRecord
+from schemas.raw_batch import unpack
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,54 @@ def parse_record(value: bytes, topic: str, origin: str, *, now: datetime, accept
         return dead("future_event_time", f"event {first.event_id} ({first.kind}) is dated {first.occurred_at.isoformat()}, "
                                          f"beyond now {now.isoformat()} + {future_skew} (LIFECYCLE_FUTURE_SKEW_SECONDS)")
     return Parsed("accepted", source, events=canonical)
+
+
+@dataclass(frozen=True)
+class Sourced:
+    """An accepted event and the raw record it came from (kept for a dead letter at resolution)."""
+
+    event: LifecycleEvent
+    original: bytes
+    origin: str
+
+
+@dataclass(frozen=True)
+class ParsedMessage:
+    """What one raw-topic message became: each record's ``Parsed`` in order, and every accepted
+    event of the message in event time (ties keep record order). The message is the ingest's
+    unit: released, resolved and acknowledged whole."""
+
+    records: list[Parsed]
+    events: list[Sourced]
+
+    @property
+    def first(self) -> datetime | None:
+        """Its oldest event's time: the message's place in the event-time merge."""
+        return self.events[0].event.occurred_at if self.events else None
+
+
+def parse_message(value: bytes, topic: str, where: str, *, now: datetime, accept_test_mode: bool,
+                  future_skew: timedelta = DEFAULT_FUTURE_SKEW) -> ParsedMessage:
+    """A raw-topic message at ``where`` (``topic/partition/offset``) → its records' outcomes.
+    Record ``i`` of a batch of several is ``where:i`` in dead letters; a lone record is ``where``."""
+    lines = unpack(value)
+    records, events = [], []
+    for i, line in enumerate(lines):
+        origin = where if len(lines) == 1 else f"{where}:{i}"
+        parsed = parse_record(line, topic, origin, now=now, accept_test_mode=accept_test_mode,
+                              future_skew=future_skew)
+        records.append(parsed)
+        events += [Sourced(ev, line, origin) for ev in parsed.events]
+    events.sort(key=lambda s: s.event.occurred_at)
+    return ParsedMessage(records, events)
+
+
+def unresolvable_letter(sourced: Sourced, detail: str, *, topic: str, now: datetime) -> DeadLetter:
+    """The dead letter of an event with no usable identifier: its record's bytes, the event named."""
+    ev = sourced.event
+    return DeadLetter.build(stage="resolve", reason="no_usable_identifier", detail=detail, original=sourced.original,
+                            failed_at=now, source_topic=topic, source=ev.source.value,
+                            origin_ref=f"{sourced.origin}#{ev.event_id}")
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,10 @@ A what-if (``pipeline.whatif``) must give exactly what the pipeline produced for
 same journey, so this driver calls the worker's own pure steps in the worker's order
 (``pipeline/app.py``, ``LifecyclePipeline``) and replaces only the transport:
 
-* ``Ingest.run``/``Ingest._release`` (``pipeline/agents/ingest.py``): each raw record → ``pipeline.ingest.parse_record``, pushed
-  into ``core.merge.SourceMerge`` as one item at its oldest event's time, partitions
-  ordered by ``(topic, partition)``; released items' events sorted by event time →
+* ``Ingest.run``/``Ingest._release`` (``pipeline/agents/ingest.py``): each raw message (a batch of
+  records) → ``pipeline.ingest.parse_message``, pushed into ``core.merge.SourceMerge`` as one item
+  at its oldest event's time, partitions ordered by ``(topic, partition)``; a released item's
+  events, in event time →
   ``pipeline.ingest.resolve_event`` over dict tables → ``AccountMessage`` numbered
   ``("ingest", seq)``. A partition is caught up when its input is exhausted, which is
   the worker's "offset reached the high-water mark" once everything is recorded.
@@ -23,10 +24,8 @@ and journeys with the same identity settings share identity resolution too.
 
 from __future__ import annotations
 
-import gc
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
@@ -39,7 +38,8 @@ from pipeline.core.identity import IdentityResolver
 from pipeline.core.merge import Item, SourceMerge
 from pipeline.core.partition import PartitionLogic
 from pipeline.core.state import AccountState
-from pipeline.ingest import DEFAULT_FUTURE_SKEW, parse_record, resolve_event
+from pipeline.gc_policy import relaxed_gc
+from pipeline.ingest import DEFAULT_FUTURE_SKEW, Sourced, parse_message, resolve_event, unresolvable_letter
 from pipeline.journey import IdentityConfig, JourneyDefinition
 from schemas.accounts import AccountMessage
 from schemas.events import DeadLetter, LifecycleEvent
@@ -49,14 +49,13 @@ from schemas.sla import SlaBreach, SlaBreachStatus
 from schemas.transitions import StageTransition
 
 SourceKey = tuple[str, int]   # (raw topic, partition): the merge's tie-break order
-REFILL = 256                  # records read from a partition whenever its queue runs dry
+REFILL = 256                  # messages read from a partition whenever its queue runs dry
 FLUSH_AT = 2_000              # released messages handed to the account partitions at once
-GC_THRESHOLDS = (100_000, 50, 100)   # see relaxed_gc
 
 
 @dataclass(frozen=True, slots=True)
 class RawInput:
-    """One recorded raw record: where it was (topic, partition, offset) and its bytes."""
+    """One recorded raw message (a batch of records): where it was (topic, partition, offset) and its bytes."""
 
     topic: str
     partition: int
@@ -64,7 +63,7 @@ class RawInput:
     value: bytes
 
 
-_Released = tuple[list[LifecycleEvent], RawInput]   # a merge item: a record's events and the record
+_Released = tuple[list[Sourced], RawInput]   # a merge item: a message's events (in event time) and the message
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -95,20 +94,6 @@ class JsonTable(MutableMapping[str, M], Generic[M]):
 
     def __len__(self) -> int:
         return len(self._data)
-
-
-@contextmanager
-def relaxed_gc() -> Iterator[None]:
-    """Collect garbage less often while replaying: a replay keeps millions of small objects
-    alive (states, journals, outputs) and CPython's default gen-0 threshold (700 allocations)
-    rescans them so often that it costs about a third of the run. Nothing here makes cycles
-    that must be freed early; the thresholds are restored afterwards."""
-    before = gc.get_threshold()
-    gc.set_threshold(*GC_THRESHOLDS)
-    try:
-        yield
-    finally:
-        gc.set_threshold(*before)
 
 
 def partition_of(account_id: str, partitions: int) -> int:
@@ -348,42 +333,41 @@ class OfflinePipeline:
 
     def _refill(self, merge: SourceMerge[SourceKey, _Released], key: SourceKey,
                 reader: Iterator[RawInput]) -> int:
-        """Parse up to ``REFILL`` records of one partition into the merge (``agents.ingest.Ingest.run``)."""
+        """Parse up to ``REFILL`` messages of one partition into the merge (``agents.ingest.Ingest.run``)."""
         n = 0
         stats, until = self.stats, self.until
         for raw in reader:
             n += 1
-            parsed = parse_record(raw.value, raw.topic, f"{raw.topic}/{raw.partition}/{raw.offset}", now=self.now,
-                                  accept_test_mode=self.accept_test_mode, future_skew=self.future_skew)
-            if parsed.dead_letter is not None:
-                stats.dead_letters.append(parsed.dead_letter)
-            elif parsed.ignored is not None:
-                stats.ignored += 1
+            parsed = parse_message(raw.value, raw.topic, f"{raw.topic}/{raw.partition}/{raw.offset}", now=self.now,
+                                   accept_test_mode=self.accept_test_mode, future_skew=self.future_skew)
+            for record in parsed.records:
+                if record.dead_letter is not None:
+                    stats.dead_letters.append(record.dead_letter)
+                elif record.ignored is not None:
+                    stats.ignored += 1
+            stats.records += len(parsed.records)
             events = parsed.events
             if until is not None:
-                events = [e for e in events if e.occurred_at < until]
-            merge.push(key, Item(min((e.occurred_at for e in events), default=None), (events, raw)))
+                events = [s for s in events if s.event.occurred_at < until]
+            merge.push(key, Item(events[0].event.occurred_at if events else None, (events, raw)))
             if n >= REFILL:
                 break
-        stats.records += n
         return n
 
-    def _release(self, events: list[LifecycleEvent], raw: RawInput) -> None:
-        """One released record's events, in event time, through every identity group
-        (``LifecyclePipeline._release``/``_resolve``)."""
+    def _release(self, events: list[Sourced], raw: RawInput) -> None:
+        """One released message's events, in event time, through every identity group
+        (``Ingest._release``/``_resolve``)."""
         if not events:
             return
         self.stats.events += len(events)
-        ordered = sorted(events, key=lambda e: e.occurred_at)
         for i, group in enumerate(self.groups):
-            for ev in ordered:
+            for sourced in events:
+                ev = sourced.event
                 # Each group resolves its own copy: resolution writes the account id into the event.
                 resolved = resolve_event(group.resolver, ev if i == 0 else ev.model_copy())
                 if resolved.unresolvable is not None and i == 0:
-                    self.stats.dead_letters.append(DeadLetter.build(
-                        stage="resolve", reason="no_usable_identifier", detail=resolved.unresolvable,
-                        original=raw.value, failed_at=self.now, source_topic=raw.topic, source=ev.source.value,
-                        origin_ref=f"{raw.topic}/{raw.partition}/{raw.offset}#{ev.event_id}"))
+                    self.stats.dead_letters.append(unresolvable_letter(sourced, resolved.unresolvable,
+                                                                       topic=raw.topic, now=self.now))
                 for message in resolved.messages:
                     if message.type == "merge_out" and message.merge is not None:
                         group.merges.append(message.merge)

@@ -1,7 +1,8 @@
 import os
 
-from pipeline.drive.bench import Rate, cpu_seconds, encode, peak_rss_mib, sample
+from pipeline.drive.bench import Rate, cpu_seconds, encode, peak_rss_mib, record_count, sample
 from schemas import topics as T
+from schemas.raw_batch import MAX_RECORDS, unpack
 
 
 def test_rate_per_record_figures():
@@ -21,5 +22,16 @@ def test_process_figures_come_from_proc():
 def test_records_option_grows_the_sample_and_cuts_it_exactly():
     records, accounts = sample(accounts=2, seed=11, records=500)
     assert len(records) == 500 and accounts > 2
-    topic, key, value = encode(records[:1])[0]
+    topic, partition, key, value, count = encode(records[:1])[0]
     assert topic == T.RAW[records[0].source] and key == records[0].event_id.encode() and value == records[0].to_json()
+    assert (partition, count) == (0, 1)
+
+
+def test_the_preload_is_the_records_in_batches_per_topic_in_order():
+    records, _ = sample(accounts=2, seed=11, records=1_500)
+    messages = encode(records)
+    assert record_count(messages) == 1_500 and len(messages) < 1_500 / 100
+    assert all(count <= MAX_RECORDS and len(unpack(value)) == count for _, _, _, value, count in messages)
+    for source, topic in T.RAW.items():
+        lines = [line for t, _, _, value, _ in messages if t == topic for line in unpack(value)]
+        assert lines == [r.to_json() for r in records if r.source == source]

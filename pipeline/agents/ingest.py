@@ -1,11 +1,12 @@
-"""The ingest agent: raw vendor records → canonical events → event-time merge → identity →
-numbered messages on the account topic.
+"""The ingest agent: raw messages (batches of vendor records) → canonical events → event-time
+merge → identity → numbered messages on the account topic.
 
 Output is a function of the input alone: records are released in a merged order decided by
 the data (``core.merge``: offset-based idleness, no wall-clock quietness), identity is resolved
 in that order, and every message sent is numbered (``seq``), so an account partition applies
-each once. A raw record is acknowledged only once all it caused has been sent; its table writes
-name it (``pipeline.tables.source_position``), so recovery resumes exactly at the commit.
+each once. A raw message (a batch, ``schemas.raw_batch``) is the unit of the merge and of the
+commit: it is acknowledged only once all its records caused has been sent; its table writes name
+it (``pipeline.tables.source_position``), so recovery resumes exactly at the commit.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ from faust.types import TP
 from pipeline import metrics
 from pipeline.compat import acknowledge, stale
 from pipeline.core.merge import Item, SourceMerge
-from pipeline.ingest import parse_record, resolve_event
+from pipeline.ingest import ParsedMessage, Sourced, parse_message, resolve_event, unresolvable_letter
 from pipeline.tables import source_position
 from schemas.accounts import AccountMessage
 from schemas.cloudevents import ce_headers, source_for
-from schemas.events import DeadLetter, LifecycleEvent
+from schemas.events import DeadLetter
 from schemas.identity import parse_identity_record
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ class Ingest:
         self.app = pipeline.app
         self.settings = pipeline.settings
         self.topics = pipeline.topics
-        self.merge: SourceMerge[TP, tuple[list[LifecycleEvent], _Pending]] = SourceMerge(
+        self.merge: SourceMerge[TP, tuple[list[Sourced], _Pending]] = SourceMerge(
             order=lambda tp: (tp.topic, tp.partition))
         self.lock = asyncio.Lock()               # the merge, the outbox and the identity tables
         self.announced = False                   # "caught up" sent since the last new record
@@ -83,11 +84,11 @@ class Ingest:
                         log.error("ingest: %s records %d..%d skipped by the consumer", tp, expected,
                                   message.offset - 1)
                     parsed = self._parse(event)
-                    # A record is one unit of the merge (at its oldest event's time): its events
-                    # are released, resolved and acknowledged together, so a committed offset
-                    # never splits a record's identity writes from the ones that follow it.
-                    first = min((ev.occurred_at for ev in parsed), default=None)
-                    self.merge.push(tp, Item(first, (parsed, _Pending(event))))
+                    # A message (a batch of records) is one unit of the merge, at its oldest
+                    # event's time: its events are released, resolved and acknowledged together,
+                    # so a committed offset never splits its identity writes from the ones that
+                    # follow it.
+                    self.merge.push(tp, Item(parsed.first, (parsed.events, _Pending(event))))
                     self._next_offset[tp] = message.offset + 1
                     self._last_record = time.monotonic()
                     self.announced = False
@@ -204,8 +205,8 @@ class Ingest:
                 message = pending.event.message
                 last = (message.topic, message.partition, message.offset)
                 with source_position(*last):
-                    for event in sorted(events, key=lambda e: e.occurred_at):
-                        for out in self._resolve(event, pending):
+                    for sourced in events:  # in event time
+                        for out in self._resolve(sourced, message.topic):
                             seq += 1
                             out.origin, out.seq = "ingest", seq
                             self._outbox.append(out)
@@ -230,32 +231,29 @@ class Ingest:
             pending.done()
 
     # ---- the pure steps (``pipeline.ingest``), with their metrics and dead letters -----------
-    def _parse(self, event: Any) -> list[LifecycleEvent]:
-        """One raw record → its canonical events (stateless). Anything unusable is queued as a
-        dead letter and yields nothing."""
+    def _parse(self, event: Any) -> ParsedMessage:
+        """One raw message → its records' canonical events (stateless). Anything unusable is
+        queued as a dead letter (the record's own bytes) and yields nothing."""
         message = event.message
-        parsed = parse_record(event.value, message.topic, f"{message.topic}/{message.partition}/{message.offset}",
-                              now=self.pipeline.wall(), accept_test_mode=self.settings.accept_test_mode,
-                              future_skew=self.pipeline.future_skew)
-        metrics.child(metrics.EVENTS_INGESTED, parsed.source, parsed.outcome).inc()
-        if parsed.dead_letter is not None:
-            self._queue_dead_letter(parsed.dead_letter)
-        elif parsed.ignored is not None:
-            metrics.child(metrics.IGNORED, *parsed.ignored).inc()
-        for ev in parsed.events:
-            metrics.child(metrics.CANONICAL_EVENTS, ev.kind).inc()
-        return parsed.events
+        parsed = parse_message(event.value, message.topic, f"{message.topic}/{message.partition}/{message.offset}",
+                               now=self.pipeline.wall(), accept_test_mode=self.settings.accept_test_mode,
+                               future_skew=self.pipeline.future_skew)
+        for record in parsed.records:
+            metrics.child(metrics.EVENTS_INGESTED, record.source, record.outcome).inc()
+            if record.dead_letter is not None:
+                self._queue_dead_letter(record.dead_letter)
+            elif record.ignored is not None:
+                metrics.child(metrics.IGNORED, *record.ignored).inc()
+        for sourced in parsed.events:
+            metrics.child(metrics.CANONICAL_EVENTS, sourced.event.kind).inc()
+        return parsed
 
-    def _resolve(self, ev: LifecycleEvent, pending: _Pending) -> list[AccountMessage]:
+    def _resolve(self, sourced: Sourced, topic: str) -> list[AccountMessage]:
         """Resolve an event in merged order; queue its identity facts."""
-        resolved = resolve_event(self.pipeline.resolver, ev)
+        resolved = resolve_event(self.pipeline.resolver, sourced.event)
         if resolved.unresolvable is not None:
-            message = pending.event.message
-            self._queue_dead_letter(DeadLetter.build(
-                stage="resolve", reason="no_usable_identifier", detail=resolved.unresolvable,
-                original=pending.event.value, failed_at=self.pipeline.wall(), source_topic=message.topic,
-                source=ev.source.value,
-                origin_ref=f"{message.topic}/{message.partition}/{message.offset}#{ev.event_id}"))
+            self._queue_dead_letter(unresolvable_letter(sourced, resolved.unresolvable, topic=topic,
+                                                        now=self.pipeline.wall()))
         for key, fact in resolved.facts:
             self._sends.append((self.pipeline.identity_topic, key, fact))
         for rule in resolved.rules:

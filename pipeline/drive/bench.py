@@ -56,6 +56,8 @@ from pipeline.topic_reads import true_end_offsets
 from pipeline.runtime import broker_for, create_topics
 from pipeline.settings import Settings
 from pipeline.topics import ensure_topics
+from schemas.raw_batch import batched, pack, unpack
+from schemas.raw_batch import headers as raw_batch_headers
 from schemas.topics import DEFAULT, Topics
 
 if TYPE_CHECKING:
@@ -64,7 +66,7 @@ if TYPE_CHECKING:
     from schemas.events import RawRecord
 
 Echo = Callable[[str], None]
-Message = tuple[str, bytes, bytes]  # topic, key, value
+Message = tuple[str, int, bytes, bytes, int]  # topic, partition, key, value, records in it
 S = TypeVar("S")
 
 
@@ -138,17 +140,24 @@ def sample(accounts: int, seed: int, records: int | None) -> tuple[list[RawRecor
 
 
 def encode(records: Sequence[RawRecord], topics: Topics = DEFAULT) -> list[Message]:
-    """Each record as a connector writes it: its source's raw topic, keyed by event id."""
-    return [(topics.raw[r.source], r.event_id.encode(), r.to_json()) for r in records]
+    """The records as a connector writes them when they arrive faster than its linger (a
+    replay): batches per raw topic (``schemas.raw_batch``), keyed by event id; one partition
+    per raw topic, as created."""
+    placed = ((topics.raw[r.source], 0, r.event_id.encode(), r.to_json()) for r in records)
+    return [(b.topic, b.partition, b.key, b.value(), len(b.records)) for b in batched(placed)]
+
+
+def record_count(messages: Sequence[Message]) -> int:
+    return sum(m[4] for m in messages)
 
 
 async def _produce(bootstrap: str, messages: Sequence[Message]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=50, max_batch_size=256 * 1024,
-                                **client_kwargs())
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=50, max_batch_size=1024 * 1024,
+                                max_request_size=2 * 1024 * 1024, **client_kwargs())
     await producer.start()
     try:
-        for topic, key, value in messages:
-            await producer.send(topic, key=key, value=value)
+        for topic, partition, key, value, count in messages:
+            await producer.send(topic, key=key, value=value, partition=partition, headers=raw_batch_headers(count))
         await producer.flush()
     finally:
         await producer.stop()
@@ -246,35 +255,42 @@ def time_process(watch: CommitWatch, pid: int, group: str, topics: Sequence[str]
 # ---- (a) the raw ceiling --------------------------------------------------------------------
 
 async def _raw_pass(consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, ends: dict[TopicPartition, int],
-                    out: str) -> Rate:
-    """Every preloaded record once: consume, decode, encode, produce."""
+                    out: str, batch_out: bool) -> Rate:
+    """Every preloaded record once: consume its message, decode and encode every record in it
+    (``schemas.raw_batch``), produce each record (``batch_out``: each message, re-encoded)."""
     await consumer.seek_to_beginning(*consumer.assignment())
     remaining = {tp for tp, end in ends.items() if end > 0}
     n = 0
     cpu, started = time.process_time(), time.perf_counter()
     while remaining:
-        batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
-        for tp, msgs in batch.items():
+        fetched = await consumer.getmany(timeout_ms=1000, max_records=5000)
+        for tp, msgs in fetched.items():
             for m in msgs:
-                await producer.send(out, key=m.key, value=orjson.dumps(orjson.loads(m.value)))
-            n += len(msgs)
+                records = [orjson.dumps(orjson.loads(line)) for line in unpack(m.value)]
+                n += len(records)
+                if batch_out:
+                    await producer.send(out, key=m.key, value=pack(records))
+                else:
+                    for record in records:
+                        await producer.send(out, key=m.key, value=record)
             if msgs and msgs[-1].offset + 1 >= ends[tp]:
                 remaining.discard(tp)
     await producer.flush()
     return Rate(n, time.perf_counter() - started, time.process_time() - cpu)
 
 
-async def raw_ceiling(bootstrap: str, ends: dict[TopicPartition, int], out: str) -> tuple[Rate, int]:
+async def raw_ceiling(bootstrap: str, ends: dict[TopicPartition, int], records: int, out: str,
+                      batch_out: bool) -> tuple[Rate, int]:
     """The median of enough passes over the preloaded topics to be stable; (median pass, passes)."""
-    passes = max(RAW_MIN_PASSES, math.ceil(RAW_MIN_RECORDS / sum(ends.values())))
+    passes = max(RAW_MIN_PASSES, math.ceil(RAW_MIN_RECORDS / records))
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, **client_kwargs())
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=256 * 1024,
-                                **client_kwargs())
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=1024 * 1024,
+                                max_request_size=2 * 1024 * 1024, **client_kwargs())
     await consumer.start()
     await producer.start()
     try:
         consumer.assign([AioTopicPartition(tp.topic, tp.partition) for tp in ends])
-        rates = [await _raw_pass(consumer, producer, ends, out) for _ in range(passes)]
+        rates = [await _raw_pass(consumer, producer, ends, out, batch_out) for _ in range(passes)]
     finally:
         await producer.stop()
         await consumer.stop()
@@ -284,7 +300,7 @@ async def raw_ceiling(bootstrap: str, ends: dict[TopicPartition, int], out: str)
 # ---- (c) the bare-Faust floor ---------------------------------------------------------------
 
 def floor_app(settings: Settings) -> faust.App:
-    """One agent: each raw record, decoded and re-encoded, to a scratch topic. Nothing else."""
+    """One agent: each raw message, every record in it decoded and re-encoded, to a scratch topic. Nothing else."""
     import faust
 
     from pipeline.app import faust_config
@@ -297,7 +313,8 @@ def floor_app(settings: Settings) -> faust.App:
     @app.agent(source)
     async def forward(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            await scratch.send(key=event.key, value=orjson.dumps(orjson.loads(event.value)))
+            records = [orjson.dumps(orjson.loads(line)) for line in unpack(event.value)]
+            await scratch.send(key=event.key, value=pack(records))
 
     @app.task
     async def ready() -> None:  # runs once the app has started (Faust: after table recovery)
@@ -341,7 +358,7 @@ def floor_process(settings: Settings, ready_timeout: float = 90.0) -> Iterator[i
 
 def run_once(settings: Settings, messages: Sequence[Message], echo: Echo, transports: int) -> RunResult:
     """Preload, then (a), (b), (c) on one broker; then the connector transports if asked."""
-    n = len(messages)
+    n = record_count(messages)
     topics = settings.topics
     raw_topics = list(topics.raw.values())
     with broker_for(settings) as s, CommitWatch(_bootstrap(s)) as watch:
@@ -353,13 +370,16 @@ def run_once(settings: Settings, messages: Sequence[Message], echo: Echo, transp
                                "for a fresh embedded broker")
         seconds = preload(bootstrap, messages)
         ends = watch.ends(raw_topics)
-        if sum(ends.values()) != n:
-            raise RuntimeError(f"preloaded {n} records but the raw topics hold {sum(ends.values())}")
-        echo(f"preloaded {n:,} records into {len(raw_topics)} raw topics in {seconds:.1f}s, before any timing")
+        if sum(ends.values()) != len(messages):
+            raise RuntimeError(f"preloaded {len(messages)} messages but the raw topics hold {sum(ends.values())}")
+        echo(f"preloaded {n:,} records in {len(messages):,} batch messages into {len(raw_topics)} raw topics "
+             f"in {seconds:.1f}s, before any timing")
 
-        raw, passes = asyncio.run(raw_ceiling(bootstrap, ends, topics.name(RAW_OUT)))
-        echo(f"(a) raw aiokafka consume→decode→produce: {raw.describe()}, "
+        raw, passes = asyncio.run(raw_ceiling(bootstrap, ends, n, topics.name(RAW_OUT), batch_out=True))
+        echo(f"(a) raw aiokafka consume→decode every record→produce each batch: {raw.describe()}, "
              f"median of {passes} passes ({passes * n:,} records)")
+        per_record, _ = asyncio.run(raw_ceiling(bootstrap, ends, n, topics.name(RAW_OUT), batch_out=False))
+        echo(f"    (for reference, producing each record alone: {per_record.describe()})")
 
         sink = WorkerProcess(s.with_(app_id=PIPELINE_APP_ID, role="sink"), s.data_dir / "sink.log").start()
         try:
@@ -404,7 +424,7 @@ def run_bench(settings: Settings, accounts: int = 600, seed: int = 11, echo: Ech
     shutil.rmtree(bench_dir, ignore_errors=True)
     raw_records, accounts = sample(accounts, seed, records)
     messages = encode(raw_records, settings.topics)
-    echo(f"bench: {len(messages):,} native records ({accounts} accounts, seed {seed}), {repeat} run(s)")
+    echo(f"bench: {record_count(messages):,} native records ({accounts} accounts, seed {seed}), {repeat} run(s)")
     results: list[RunResult] = []
     for i in range(repeat):
         if repeat > 1:
@@ -423,7 +443,7 @@ def run_bench(settings: Settings, accounts: int = 600, seed: int = 11, echo: Ech
              f"pipeline/raw runs {', '.join(f'{r.ratio:.3f}' for r in results)}")
     echo(f"ratio pipeline/raw = {ratio:.2f}")
     last = results[-1]
-    return {"records": len(messages), "raw_rate": last.raw.per_second, "pipeline_rate": last.pipeline.per_second,
+    return {"records": record_count(messages), "raw_rate": last.raw.per_second, "pipeline_rate": last.pipeline.per_second,
             "floor_rate": last.floor.per_second, "ratio": ratio, "floor_ratio": floor_ratio,
             "worker_cpu_us": last.pipeline.cpu_us_per_record,
             "worker_rss_mib": last.pipeline.peak_rss_mib or 0.0}

@@ -22,6 +22,8 @@ from pipeline.kafka_clients import client_kwargs
 from pipeline.settings import Settings, topics_for
 from pipeline.topic_reads import READ_FETCH, true_end_offsets
 from schemas.events import RawRecord
+from schemas.raw_batch import batched, partition_for
+from schemas.raw_batch import headers as raw_batch_headers
 from schemas.topics import Topics
 
 
@@ -107,15 +109,25 @@ class WorkerProcess:
 def produce_raw(bootstrap: str, records: Iterable[RawRecord], key: Callable[[RawRecord], str] | None = None,
                 topic: str | None = None, topics: Topics | None = None) -> int:
     """Write raw records to their source's raw topic in ``topics`` (default: the environment's
-    namespace), as a connector does, or all to ``topic``."""
+    namespace), or all to ``topic``, in batches per partition of their key, as a connector
+    does when records arrive faster than its linger (``schemas.raw_batch``); returns records."""
     raw = (topics or topics_for()).raw
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all", batch_size=256 * 1024,
-                             **client_kwargs())
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all", batch_size=1024 * 1024,
+                             max_request_size=2 * 1024 * 1024, **client_kwargs())
+    partitions: dict[str, list[int]] = {}
+
+    def placed(record: RawRecord) -> tuple[str, int, bytes, bytes]:
+        target = topic or raw[record.source]
+        if target not in partitions:
+            partitions[target] = sorted(producer.partitions_for(target))
+        k = (key(record) if key else record.event_id).encode()
+        return target, partition_for(k, partitions[target]), k, record.to_json()
+
     n = 0
-    for record in records:
-        k = key(record) if key else record.event_id
-        producer.send(topic or raw[record.source], key=k.encode(), value=record.to_json())
-        n += 1
+    for batch in batched(map(placed, records)):
+        producer.send(batch.topic, key=batch.key, value=batch.value(), partition=batch.partition,
+                      headers=raw_batch_headers(len(batch.records)))
+        n += len(batch.records)
     producer.flush()
     producer.close()
     return n

@@ -51,6 +51,7 @@ from pipeline.topic_reads import read_topic, table_snapshot, topics_end_offsets
 from pipeline.runtime import create_topics
 from pipeline.settings import Settings
 from schemas.events import RawRecord
+from schemas.raw_batch import unpack
 from schemas.topics import Topics
 
 Json = Any
@@ -268,7 +269,7 @@ def collect(bootstrap: str, app_id: str, topics: Topics) -> dict[str, list[Keyed
 
 def input_fingerprint(bootstrap: str, expected: int, topics: Topics) -> str:
     """A digest of the raw topics as the broker holds them (partition, offset, key, value): equal across
-    scenarios means every scenario processed byte-identical input in the same order."""
+    scenarios means every scenario processed byte-identical input, batched alike, in the same order."""
     digest = hashlib.sha256()
     n = 0
     for topic in sorted(topics.raw.values()):
@@ -276,9 +277,9 @@ def input_fingerprint(bootstrap: str, expected: int, topics: Topics) -> str:
             for part in (f"{m.topic}/{m.partition}/{m.offset}".encode(), m.key or b"", m.value or b""):
                 digest.update(len(part).to_bytes(8, "big"))
                 digest.update(part)
-            n += 1
+            n += len(unpack(m.value or b""))
     if n != expected:
-        raise VerifyError(f"preloaded {expected} raw records but the raw topics hold {n}")
+        raise VerifyError(f"preloaded {expected} raw records but the raw topics' batches hold {n}")
     return digest.hexdigest()[:16]
 
 

@@ -30,7 +30,7 @@ from connectors.sink import RecordSink
 from pipeline.metrics import CONNECTOR_RECORDS
 from schemas.events import DeadLetter, RawRecord
 from schemas.topics import DEAD_LETTER, RAW
-from tests.connectors.transport_helpers import end_offsets, header, parsers, read_from, topics  # noqa: F401
+from tests.connectors.transport_helpers import end_offsets, event_id, header, parsers, read_from, topics  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -249,12 +249,12 @@ async def test_poll_once_produces_every_record_once_in_order(sink, api, tmp_path
     want = expected_ids(api, vendor)
     summary = await poller(sink, api, vendor, tmp_path / "cp.json").run(once=True)
     got = await polled(sink, vendor, start, len(want))
-    ids = [header(m, "event_id") for m in got]
+    ids = [event_id(m) for m in got]
     assert sorted(ids) == sorted(want) and len(set(ids)) == len(want)  # no gap, no duplicate
     assert summary.records == len(want) and summary.pages >= 3
     # per key (per partition), records are in the vendor's time order
     for part in {m.partition for m in got}:
-        in_part = [header(m, "event_id") for m in sorted(got, key=lambda m: m.offset) if m.partition == part]
+        in_part = [event_id(m) for m in sorted(got, key=lambda m: m.offset) if m.partition == part]
         assert in_part == [i for i in want if i in set(in_part)]
     payloads = {RawRecord.from_json(m.value).event_id: RawRecord.from_json(m.value).payload for m in got}
     p = parser_for(vendor)
@@ -291,7 +291,7 @@ async def test_stopped_midway_resumes_without_gap_or_duplicate(sink, api, tmp_pa
     assert resumed.checkpoint.load() == saved
     await resumed.run(once=True)
     got = await polled(sink, vendor, start, len(want))
-    ids = [header(m, "event_id") for m in got]
+    ids = [event_id(m) for m in got]
     assert sorted(ids) == sorted(want), "gap or duplicate after resume"
 
 
@@ -304,7 +304,7 @@ async def test_next_poll_picks_up_only_what_is_new(sink, api, tmp_path, vendor):
     summary = await poller(sink, api, vendor, cp).run(once=True)
     got = await polled(sink, vendor, start, len(new))
     p = parser_for(vendor)
-    assert sorted(header(m, "event_id") for m in got) == sorted(p.event_id(x) for x in new)
+    assert sorted(event_id(m) for m in got) == sorted(p.event_id(x) for x in new)
     assert summary.records == len(new)
 
 
@@ -383,7 +383,7 @@ async def test_expired_salesforce_locator_recovers_from_watermark(sink, api, tmp
     await poller(sink, api, "salesforce", tmp_path / "cp.json").run(once=True)
     want = expected_ids(api, "salesforce")
     got = await polled(sink, "salesforce", start, len(want))
-    assert sorted(header(m, "event_id") for m in got) == sorted(want)
+    assert sorted(event_id(m) for m in got) == sorted(want)
 
 
 async def test_malformed_export_line_is_dead_lettered(sink, api, tmp_path):
@@ -455,7 +455,7 @@ async def test_cli_poll_once_then_resume_from_cursor_file(topics, parsers, api, 
     again = await asyncio.to_thread(CliRunner().invoke, connect, args)
     assert again.exit_code == 0 and " 0 records" in again.output  # nothing new: nothing produced
     got = await polled(topics, "zendesk", start, len(want))
-    assert sorted(header(m, "event_id") for m in got) == sorted(want)
+    assert sorted(event_id(m) for m in got) == sorted(want)
     no_creds = await asyncio.to_thread(CliRunner().invoke, connect, ["poll", "stripe", "--bootstrap", topics,
                                                                       "--base-url", api.url, "--once"],
                                        env={"STRIPE_API_KEY": ""})

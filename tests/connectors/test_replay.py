@@ -16,7 +16,7 @@ from connectors.sink import RecordSink
 from schemas.base import utcnow
 from schemas.events import DeadLetter, RawRecord, SourceKind
 from schemas.topics import DEAD_LETTER, RAW
-from tests.connectors.transport_helpers import end_offsets, header, parsers, read_from, topics  # noqa: F401
+from tests.connectors.transport_helpers import end_offsets, event_id, header, parsers, read_from, topics  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -54,7 +54,7 @@ async def test_ndjson_with_malformed_lines(sink, tmp_path):
     assert all(r.transport == "file" for r in raws)
     # payload untouched: event time stays the payload's
     assert {r.payload["timestamp"] for r in raws} == {segment_call(run, i)["timestamp"] for i in range(10)}
-    assert all(header(m, "event_id") for m in got)
+    assert all(event_id(m) for m in got)
 
     letters = [DeadLetter.from_json(m.value) for m in await read_from(sink.bootstrap_servers, dl_start, expect=2)]
     details = sorted(d.detail for d in letters)
@@ -79,7 +79,7 @@ async def test_json_array_streamed_and_gzip(sink, tmp_path):
     assert "stripe-events.json.gz" in bar.getvalue()  # the progress bar went where it was told
     got = await read_from(sink.bootstrap_servers, start, expect=25)
     # one customer → one key → one partition, in file order
-    assert [header(m, "event_id") for m in sorted(got, key=lambda m: m.offset)] == \
+    assert [event_id(m) for m in sorted(got, key=lambda m: m.offset)] == \
         [RawRecord.from_json(m.value).event_id for m in sorted(got, key=lambda m: m.offset)]
     assert [RawRecord.from_json(m.value).payload["id"] for m in sorted(got, key=lambda m: m.offset)] == \
         [e["id"] for e in events]
@@ -164,7 +164,7 @@ async def test_large_export_replays_in_bounded_memory(sink, tmp_path):
     assert growth < 32_000_000, f"peak memory grew by {growth / 1e6:.1f} MB for a {size / 1e6:.0f} MB file"
 
     got = await read_from(sink.bootstrap_servers, start, expect=n, timeout=60)
-    ids = {header(m, "event_id") for m in got}
+    ids = {event_id(m) for m in got}
     assert len(got) == n and len(ids) == n  # all there, none twice
 
 

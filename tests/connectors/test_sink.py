@@ -10,7 +10,7 @@ from pipeline.topics import ensure_topics
 from schemas.base import utcnow
 from schemas.events import DeadLetter, RawRecord, SourceKind
 from schemas.topics import DEAD_LETTER, RAW, all_topic_names
-from tests.connectors.transport_helpers import end_offsets, header, parsers, read_from, topics  # noqa: F401
+from tests.connectors.transport_helpers import end_offsets, event_id, header, parsers, read_from, topics  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +32,7 @@ async def test_raw_records_keyed_with_event_id_header(topics, parsers):
         await sink.send_all(records)
         expected_key = sink.key_of(records[0])
     got = await read_from(topics, start, expect=20)
-    assert sorted(header(m, "event_id") for m in got) == sorted(r.event_id for r in records)
+    assert sorted(event_id(m) for m in got) == sorted(r.event_id for r in records)
     # same key → same partition → the vendor's order is kept
     assert {m.key.decode() for m in got} == {expected_key}
     assert len({m.partition for m in got}) == 1

@@ -15,7 +15,7 @@ from connectors.webhook import WebhookConfig, WebhookServer, create_app
 from pipeline.metrics import CONNECTOR_RECORDS
 from schemas.events import DeadLetter, RawRecord, SourceKind
 from schemas.topics import DEAD_LETTER, RAW
-from tests.connectors.transport_helpers import end_offsets, header, parsers, read_from, topics  # noqa: F401
+from tests.connectors.transport_helpers import end_offsets, event_id, header, parsers, read_from, topics  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -74,7 +74,7 @@ async def test_hubspot_batch_is_split_into_records(server, http):
     status, body = await post(http, server, "hubspot", json.dumps(batch).encode())
     assert status == 200 and body["accepted"] == 3
     got = await read_from(server.sink.bootstrap_servers, start, expect=3)
-    assert sorted(header(m, "event_id") for m in got) == sorted(body["event_ids"])
+    assert sorted(event_id(m) for m in got) == sorted(body["event_ids"])
     assert len({m.key for m in got}) == 1  # one deal → one key → kept in order
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -16,6 +17,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from connectors.registry import vendors
 from pipeline.topic_reads import topic_end_offsets
 from pipeline.topics import ensure_topics
+from schemas.events import RawRecord
+from schemas.raw_batch import unpack
 from schemas.topics import all_topic_names
 
 TEST_PARTITIONS = 3
@@ -42,9 +45,42 @@ async def end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
     return {TopicPartition(tp.topic, tp.partition): offset for tp, offset in ends.items()}
 
 
+@dataclass(frozen=True)
+class RawLine:
+    """One record of a raw-topic batch message (``schemas.raw_batch``), where it was."""
+
+    topic: str
+    partition: int
+    offset: int
+    index: int
+    key: bytes | None
+    value: bytes
+    headers: Any
+
+
+def _records(message: Any) -> list[Any]:
+    """A raw-topic message is a batch: its records, one each, with the batch's headers and, as
+    headers too, the record's own ``event_id``, ``vendor`` and ``transport`` (a batch may mix
+    them); any other message as it is."""
+    if ".raw." not in message.topic:
+        return [message]
+    out = []
+    for i, line in enumerate(unpack(message.value)):
+        fields = orjson.loads(line)
+        own = [(name, str(fields.get(name, "")).encode()) for name in ("event_id", "vendor", "transport")]
+        out.append(RawLine(message.topic, message.partition, message.offset, i, message.key, line,
+                           [*(message.headers or ()), *own]))
+    return out
+
+
+def event_id(record: Any) -> str:
+    return RawRecord.from_json(record.value).event_id
+
+
 async def read_from(bootstrap: str, start: dict[TopicPartition, int], *, expect: int | None = None,
                     idle: float = 1.0, timeout: float = 30.0) -> list[Any]:
-    """Every message after ``start`` offsets; stops at ``expect`` messages or after ``idle`` s of silence."""
+    """Every record after ``start`` offsets (a raw topic's batches as their records, in order);
+    stops at ``expect`` records or after ``idle`` s of silence."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     out: list[Any] = []
@@ -57,7 +93,7 @@ async def read_from(bootstrap: str, start: dict[TopicPartition, int], *, expect:
         quiet_since = loop.time()
         while loop.time() < deadline:
             batch = await consumer.getmany(timeout_ms=200, max_records=10_000)
-            got = [m for msgs in batch.values() for m in msgs]
+            got = [r for msgs in batch.values() for m in msgs for r in _records(m)]
             out.extend(got)
             if got:
                 quiet_since = loop.time()

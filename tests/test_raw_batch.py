@@ -1,0 +1,57 @@
+"""The raw topics' batch format (schemas.raw_batch): what producers write and the ingest reads."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from aiokafka.partitioner import DefaultPartitioner
+
+from schemas.raw_batch import MAX_BYTES, MAX_RECORDS, Batcher, batched, pack, partition_for, unpack
+
+
+def _record(i: int, size: int = 0) -> bytes:
+    return orjson.dumps({"source": "crm", "event_id": f"e{i}", "pad": "x" * size})
+
+
+def test_a_batch_is_its_records_one_per_line_and_one_record_is_a_batch_of_one():
+    records = [_record(i) for i in range(3)]
+    assert unpack(pack(records)) == records
+    assert unpack(records[0]) == [records[0]]
+    assert pack(records[:1]) == records[0]  # a producer writing one RawRecord per message is a valid batch
+
+
+def test_a_record_that_breaks_lines_is_refused():
+    with pytest.raises(ValueError):
+        pack([b'{"a":\n1}'])
+
+
+def test_a_pretty_printed_document_stays_one_record_and_garbage_lines_stay_apart():
+    pretty = orjson.dumps({"source": "crm", "payload": {"a": 1}}, option=orjson.OPT_INDENT_2)
+    assert unpack(pretty) == [pretty]
+    assert unpack(b'{"a": 1}\nnot json\n{"b": 2}\n') == [b'{"a": 1}', b"not json", b'{"b": 2}']
+
+
+def test_batches_close_at_max_records_or_max_bytes_and_keep_order_per_partition():
+    messages = [("t", i % 2, b"k%d" % i, _record(i)) for i in range(MAX_RECORDS * 2 + 10)]
+    out = list(batched(messages))
+    assert all(len(b.records) <= MAX_RECORDS for b in out)
+    for partition in (0, 1):
+        lines = [r for b in out if b.partition == partition for r in unpack(b.value())]
+        assert lines == [m[3] for m in messages if m[1] == partition]
+    big = [("t", 0, b"k", _record(i, size=MAX_BYTES // 3)) for i in range(5)]
+    sizes = [len(b.value()) for b in batched(big)]
+    assert all(size <= MAX_BYTES for size in sizes) and len(sizes) == 3
+
+
+def test_a_linger_closes_only_a_batch_still_open():
+    batcher = Batcher()
+    batch, closed = batcher.add("t", 0, b"k", _record(1))
+    assert closed is None
+    assert batcher.close(batch) is batch
+    assert batcher.close(batch) is None  # already sent: the second linger finds nothing
+
+
+def test_partition_is_kafkas_default_partitioner_as_aiokafka_computes_it():
+    partitioner = DefaultPartitioner()
+    for key in (b"hubspot.company:1", b"cus_9", b"e-77", b"x"):
+        assert partition_for(key, [0, 1, 2, 3, 4]) == partitioner(key, [0, 1, 2, 3, 4], [0, 1, 2, 3, 4])
