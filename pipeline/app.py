@@ -46,8 +46,10 @@ from pipeline.core.identity import IdentityResolver
 from pipeline.core.state import AccountState
 from pipeline.journey import JourneyDefinition, load_journey
 from pipeline.kafka_clients import faust_credentials
+from pipeline.sends import Sends
 from pipeline.settings import Settings
 from pipeline.tables import CommittedOffsets, checkpointed_table
+from pipeline.write_back import WriteBack
 from schemas.accounts import AccountBatch, AccountMessage
 from schemas.base import utcnow
 from schemas.events import DeadLetter, LifecycleEvent
@@ -105,6 +107,7 @@ class LifecyclePipeline:
         patch_faust_manual_acks()
         app_id = f"{settings.app_id}-readmodel" if settings.role == "sink" else settings.app_id
         self.app = app = _App(app_id, **faust_config(settings))
+        self.sends = app.sends = Sends(app)  # the agents' writes, without Faust's per-message cost
         self.app.webserver_hooks.append(self._mount_read_model)
         if settings.role != "sink":
             self._build_stream(settings)
@@ -142,7 +145,9 @@ class LifecyclePipeline:
         self.identity_links = checkpointed_table(app, "identity-links", 1, ORJSON, committed)
         self.identity_accounts = checkpointed_table(app, "identity-accounts", 1, ORJSON, committed)
         self.ingest_state = checkpointed_table(app, "ingest-progress", 1, ORJSON, committed)
-        self.resolver = IdentityResolver(self.journey.identity, self.identity_links, self.identity_accounts)
+        # The identity step writes through WriteBacks, flushed with each ingest batch (pipeline.write_back).
+        self.identity_writes = (WriteBack(self.identity_links), WriteBack(self.identity_accounts))
+        self.resolver = IdentityResolver(self.journey.identity, *self.identity_writes)
         # ---- agents and timers ---------------------------------------------------------------------
         self.ingest = Ingest(self)
         self.accounts_agent = Accounts(self)

@@ -111,6 +111,9 @@ async def drain_producer(producer: Any, timeout: float = DRAIN_TIMEOUT) -> bool:
     Waiting for an empty buffer instead would starve under load: the agents keep it filled,
     commits then waited out their timeout and were skipped, and a rebalance callback that
     commits blocked past the group's rebalance timeout."""
+    sends = getattr(producer.app, "sends", None)
+    if sends is not None:  # changelog writes collected by pipeline.sends, in write order
+        await sends.flush()
     buffer = producer.buffer
     target = getattr(buffer, "_lc_put", 0)
     deadline = time.monotonic() + timeout

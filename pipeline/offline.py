@@ -241,7 +241,7 @@ class AccountPartitions:
         _write(self.accounts, result.states)
         _write(self.journals, result.journals)
         _write(self.deadlines, result.deadlines)
-        _write(self.progress, result.readings)
+        _write(self.progress, result.logs)
 
 
 class _IdentityGroup:

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from pipeline import gc_policy
 from pipeline.broker import EmbeddedBroker
 from pipeline.settings import Settings
 from pipeline.topics import ensure_topics
@@ -61,4 +62,6 @@ def run_worker(settings: Settings) -> None:
 
     pipeline = LifecyclePipeline(settings)
     create_topics(settings)
-    make_worker(pipeline.app, settings.log_level).execute_from_commandline()
+    worker = make_worker(pipeline.app, settings.log_level)
+    gc_policy.for_worker()
+    worker.execute_from_commandline()

@@ -54,6 +54,7 @@ from faust.streams import current_event
 from faust.types import TP, EventT
 
 from pipeline.codecs import STR
+from schemas.raw_batch import partition_for
 
 log = logging.getLogger(__name__)
 
@@ -135,12 +136,23 @@ class CheckpointedTable(faust.Table):
             raise RuntimeError("Cannot modify table outside of agent/stream or source_position().")
         topic, source_partition, offset = position
         self.__dict__["_written"] = True
-        return self.changelog_topic.send_soon(
-            key=key, value=value, partition=partition,
-            key_serializer=key_serializer or self.key_serializer,
-            value_serializer=value_serializer or self.value_serializer,
-            headers=[(SRC_HEADER, f"{topic}|{source_partition}".encode()), (OFF_HEADER, str(offset).encode())],
-            callback=self._on_changelog_sent, eager_partitioning=True)
+        headers = [(SRC_HEADER, f"{topic}|{source_partition}".encode()), (OFF_HEADER, str(offset).encode())]
+        sends = getattr(self.app, "sends", None)
+        if sends is None:  # an app without pipeline.sends: Faust's own path
+            return self.changelog_topic.send_soon(
+                key=key, value=value, partition=partition,
+                key_serializer=key_serializer or self.key_serializer,
+                value_serializer=value_serializer or self.value_serializer,
+                headers=headers, callback=self._on_changelog_sent, eager_partitioning=True)
+        serializers = self.app.serializers
+        key_bytes = serializers.dumps_key(self.key_type, key, serializer=key_serializer or self.key_serializer)
+        value_bytes = None if value is None else serializers.dumps_value(
+            self.value_type, value, serializer=value_serializer or self.value_serializer)
+        if partition is None:
+            partition = partition_for(key_bytes or b"", range(self.partitions or 1))
+        sends.queue_changelog(self.changelog_topic_name, partition, key_bytes, value_bytes, headers,
+                              self._on_changelog_sent)
+        return _Queued(partition)
 
     async def on_rebalance(self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP],
                            generation_id: int = 0) -> None:
@@ -196,6 +208,16 @@ class CheckpointedTable(faust.Table):
             super().apply_changelog_batch(keep)
         log.info("table %s: recovery applied %d changelog records", self.name, len(stash))
         await super().on_recovery_completed(active_tps, standby_tps)
+
+
+class _Queued:
+    """What Faust's table reads of a changelog send: the partition the write went to."""
+
+    __slots__ = ("message", "partition")
+
+    def __init__(self, partition: int) -> None:
+        self.message = self
+        self.partition = partition
 
 
 def _write_source() -> tuple[str, int, int] | None:

@@ -79,8 +79,9 @@ class Accounts:
         _write(p.accounts, result.states)
         _write(p.journals, result.journals)
         _write(p.deadlines, result.deadlines)
-        _write(p.progress, result.readings)
+        _write(p.progress, result.logs)
         p.progress[str(partition)] = logic.progress.to_dict()
+        await p.sends.flush()  # the changelog writes, before the ack
         acknowledge(event)
 
     def _load(self, partition: int) -> PartitionLogic:

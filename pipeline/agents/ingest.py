@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from pipeline.app import LifecyclePipeline
 
 log = logging.getLogger(__name__)
-BATCH_MAX = 500          # messages per account-topic batch
+BATCH_MAX = 2000         # messages per account-topic batch
 BATCH_WAIT_MAX = 1.0     # seconds: the most a released event waits for its batch while input flows
 
 
@@ -58,6 +58,7 @@ class Ingest:
         self._outbox_since = time.monotonic()     # when the oldest unsent released message was queued
         self._pushed_since_tick = False
         self._sends: list[tuple[Any, str, Any]] = []  # identity facts and dead letters found while releasing
+        self._released_at: tuple[str, int, int] | None = None  # the last released message's position
         self._last_record = time.monotonic()
         self._last_watch = time.monotonic()
         self._watch_from: float | None = None    # the first tick after an assignment's recovery
@@ -160,6 +161,9 @@ class Ingest:
         never count as caught up."""
         for tp in self.merge.partitions():
             self.merge.drop_partition(tp)
+        for pending in self.pipeline.identity_writes:
+            pending.discard()  # of released input that was not sent: it is read again
+        self._released_at = None
         self._next_offset.clear()
         self._watch_from = None
         self._assigned = {tp for tp in assigned if tp.topic in self.topics.raw.values()}
@@ -212,6 +216,7 @@ class Ingest:
                             self._outbox.append(out)
             self._outbox_done.append(pending)
         if last is not None:
+            self._released_at = last
             with source_position(*last):
                 state["seq"] = seq
         return taken
@@ -220,6 +225,12 @@ class Ingest:
         outbox, done, sends = self._outbox, self._outbox_done, self._sends
         self._outbox, self._outbox_done, self._sends = [], [], []
         self._outbox_since = time.monotonic()
+        if self._released_at is not None:
+            # the identity writes of everything released since the last flush, each key once,
+            # named by the last message: all of them are acknowledged together, below
+            with source_position(*self._released_at):
+                for pending in self.pipeline.identity_writes:
+                    pending.flush()
         identity_topic = self.pipeline.identity_topic
         for topic, key, value in sends:
             headers = (ce_headers(parse_identity_record(value), source_for(self.settings.app_id))
@@ -227,6 +238,7 @@ class Ingest:
             await topic.send(key=key, value=value, headers=headers, force=True)
         if outbox:
             await self.pipeline.route(outbox)
+        await self.pipeline.sends.flush()  # the changelog writes, before the acks
         for pending in done:
             pending.done()
 

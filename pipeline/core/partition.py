@@ -26,9 +26,10 @@ import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Any
 
 from pipeline.core.account import AccountLogic, Outputs
-from pipeline.core.state import AccountState, journal_key, journal_keys
+from pipeline.core.state import AccountState, held_key, journal_key, journal_keys
 from schemas.events import LifecycleEvent
 from schemas.accounts import AccountMessage
 
@@ -77,7 +78,7 @@ class BatchResult:
     states: dict[str, AccountState] = field(default_factory=dict)
     journals: dict[str, LifecycleEvent | None] = field(default_factory=dict)  # journal slots
     deadlines: dict[str, float | None] = field(default_factory=dict)
-    readings: dict[str, list[float] | None] = field(default_factory=dict)  # clock-log chunks (progress table)
+    logs: dict[str, Any] = field(default_factory=dict)  # progress-table writes: clock-log chunks, held messages
     skipped: int = 0
 
 
@@ -209,7 +210,7 @@ class _Batch:
             if message.type == "merge_in":
                 state.early_merges[merge_key(message)] = message.journal
             else:
-                state.held.append(message)
+                self.hold(state, message)
                 state.held_at.append(self.owner.progress.log_len)
             return
         self.apply(state, message)
@@ -254,12 +255,12 @@ class _Batch:
         first reading at or past the account's next deadline, as the heap does live."""
         account_id = state.account_id
         waited = state.awaiting_merge is not None
-        held = list(zip(state.held, state.held_at))
+        held = list(zip(self.release_held(state), state.held_at))
         index = state.blocked_at
         if waited:
             state.awaiting_merge = None
             self.owner.progress.blocked.remove(account_id)
-        state.held, state.held_at, state.blocked_at = [], [], 0  # log positions depend on other accounts
+        state.held_at, state.blocked_at = [], 0  # log positions depend on other accounts
         self.emit(state, self.logic.on_merge_in(state, journal, merge=message.merge), message)
         end = self.owner.progress.log_len
         for i, (queued, held_at) in enumerate([*held, (None, end)]):
@@ -268,13 +269,33 @@ class _Batch:
                 index = self.replay_readings(current, index, held_at)
             if current.awaiting_merge is not None:  # a further merge began: the rest waits again
                 current.blocked_at = index
-                current.held = [m for m, _ in held[i:]]
+                for m, _ in held[i:]:
+                    self.hold(current, m)
                 current.held_at = [at for _, at in held[i:]]
                 return
             if queued is not None:
                 self.apply(current, queued)
         if waited:  # (a merge applied at once, inside another's replay, must leave the log alone)
             self.truncate_log()
+
+    def hold(self, state: AccountState, message: AccountMessage) -> None:
+        """Queue a message for an account awaiting a merge, in its next held slot."""
+        self.result.logs[held_key(state.account_id, state.held_len)] = message.model_dump(mode="json")
+        state.held_len += 1
+
+    def release_held(self, state: AccountState) -> list[AccountMessage]:
+        """The account's held messages, in order (the state's own list first, as written by
+        earlier versions); their slots are freed."""
+        written, stored = self.result.logs, self._readings
+        messages = list(state.held)
+        for i in range(state.held_len):
+            key = held_key(state.account_id, i)
+            value = written[key] if key in written else stored.get(key)
+            if value is not None:
+                messages.append(AccountMessage.model_validate(value))
+            written[key] = None
+        state.held, state.held_len = [], 0
+        return messages
 
     def replay_readings(self, state: AccountState, index: int, until: int) -> int:
         """Deliver the readings ``index .. until-1`` that fire something; returns ``until``."""
@@ -311,13 +332,13 @@ class _Batch:
         if progress.blocked:
             return
         for first in progress.log_chunks:
-            self.result.readings[reading_key(self.owner.partition, first)] = None
+            self.result.logs[reading_key(self.owner.partition, first)] = None
         progress.log_chunks = []
         self._new_readings, self._new_from, self._log = [], progress.log_len, None
 
     def store_readings(self) -> None:
         if self._new_readings:
-            self.result.readings[reading_key(self.owner.partition, self._new_from)] = self._new_readings
+            self.result.logs[reading_key(self.owner.partition, self._new_from)] = self._new_readings
             self.owner.progress.log_chunks.append(self._new_from)
 
     def emit(self, state: AccountState, out: Outputs, message: AccountMessage) -> None:

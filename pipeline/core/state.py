@@ -66,7 +66,8 @@ class AccountState(BaseModel):
     # until the absorbed account's journal arrives (so the outcome never depends on
     # how fast another partition forwards it).
     awaiting_merge: str | None = None
-    held: list[AccountMessage] = Field(default_factory=list)
+    held: list[AccountMessage] = Field(default_factory=list)  # as written before held_len (still read)
+    held_len: int = 0             # messages waiting in held slots (see held_key), after ``held``
     held_at: list[int] = Field(default_factory=list)   # per held message: the partition's clock-log length then
     blocked_at: int = 0                                # the clock-log length when the wait began
     early_merges: dict[str, list[LifecycleEvent]] = Field(default_factory=dict)
@@ -96,6 +97,13 @@ def journal_key(account_id: str, index: int) -> str:
     """The journal is a ring of ``JOURNAL_KEPT`` slots per account, one table key each:
     appending an event writes one small value, never the whole journal."""
     return f"{account_id}|{index % JOURNAL_KEPT}"
+
+
+def held_key(account_id: str, index: int) -> str:
+    """One message waiting for a merge, in the partition's progress table: holding it writes
+    one small value, never the whole queue with the account's state (the queue of an account
+    awaiting a merge grows with every message for it until the journal arrives)."""
+    return f"{account_id}|held|{index}"
 
 
 def journal_keys(state: AccountState) -> list[str]:

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 from pipeline.core.account import AccountLogic
 from pipeline.core.partition import PartitionLogic
-from pipeline.core.state import AccountState
+from pipeline.core.state import AccountState, held_key
 from schemas.accounts import AccountMessage
 from schemas.events import IdentityLink
 from schemas.identity import AccountMerged, IdentityRule
@@ -31,7 +31,7 @@ class Tables:
         result = logic.process(messages, self.accounts, self.journals, self.deadlines, self.readings)
         self.accounts.update(result.states)
         for target, changes in ((self.journals, result.journals), (self.deadlines, result.deadlines),
-                                (self.readings, result.readings)):
+                                (self.readings, result.logs)):
             for key, value in changes.items():
                 if value is None:
                     target.pop(key, None)
@@ -135,3 +135,39 @@ def test_a_pinned_clock_fires_deadlines_registered_behind_it() -> None:
     assert [(b.sla_id, b.status.value) for b in breaches if b.sla_id == "customer-kickoff"] == [
         ("customer-kickoff", "breached")]
     assert not p.clock_due(wall)  # nothing due is left behind the clock
+
+
+def test_messages_held_for_a_merge_are_written_once_each_and_not_with_the_state() -> None:
+    tables, p = Tables(), logic()
+    merge = AccountMerged(merge_id="m2", from_account=ABSORBED, into_account=ACCOUNT, rule=IdentityRule.EXPLICIT_LINK,
+                          reason="link", link=IdentityLink(a="x", b="y", reason="r"), event_id="e",
+                          decided_at=ny(2025, 3, 7, 17))
+    tables.run(p, [AccountMessage(type="merge_wait", account_id=ACCOUNT, merge=merge, origin="ingest", seq=1)])
+    writes = [tables.run(p, [ingest(2 + i, ev)]).logs for i, ev in enumerate((OPP, WON))]
+    # each batch writes only its own message's slot; the state carries a count, not the messages
+    assert [sorted(k for k in w if "|held|" in k) for w in writes] == [[held_key(ACCOUNT, 0)], [held_key(ACCOUNT, 1)]]
+    state = tables.accounts[ACCOUNT]
+    assert (state.held, state.held_len) == ([], 2)
+    result = tables.run(p, [AccountMessage(type="merge_in", account_id=ACCOUNT, merge=merge, journal=[],
+                                           origin="accounts-1", seq=1)])
+    assert {k: v for k, v in result.logs.items() if "|held|" in k} == {held_key(ACCOUNT, 0): None,
+                                                                       held_key(ACCOUNT, 1): None}
+    survivor = tables.accounts[ACCOUNT]
+    assert (survivor.awaiting_merge, survivor.held, survivor.held_len) == (None, [], 0)
+    assert [v.stage for v in survivor.history][:2] == ["SQL", "closed-won"]  # OPP then WON, applied in order
+    assert not any("|held|" in k for k in tables.readings)
+
+
+def test_a_state_written_before_held_slots_still_releases_its_held_list() -> None:
+    tables, p = Tables(), logic()
+    merge = AccountMerged(merge_id="m3", from_account=ABSORBED, into_account=ACCOUNT, rule=IdentityRule.EXPLICIT_LINK,
+                          reason="link", link=IdentityLink(a="x", b="y", reason="r"), event_id="e",
+                          decided_at=ny(2025, 3, 7, 17))
+    tables.run(p, [AccountMessage(type="merge_wait", account_id=ACCOUNT, merge=merge, origin="ingest", seq=1)])
+    state = tables.accounts[ACCOUNT]
+    tables.accounts[ACCOUNT] = state.model_copy(update={"held": [ingest(2, OPP), ingest(3, WON)], "held_at": [0, 0]})
+    tables.run(p, [AccountMessage(type="merge_in", account_id=ACCOUNT, merge=merge, journal=[],
+                                  origin="accounts-1", seq=1)])
+    survivor = tables.accounts[ACCOUNT]
+    assert (survivor.held, survivor.held_len) == ([], 0)
+    assert [v.stage for v in survivor.history][:2] == ["SQL", "closed-won"]

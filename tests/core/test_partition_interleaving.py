@@ -83,7 +83,7 @@ def run(messages: list[AccountMessage], seed: int, max_batch: int, max_delay: in
         result = logics[p].process(batch, accounts, journals, deadlines, readings)
         accounts.update(result.states)
         for table, changes in ((journals, result.journals), (deadlines, result.deadlines),
-                               (readings, result.readings)):
+                               (readings, result.logs)):
             for key, value in changes.items():
                 if value is None:
                     table.pop(key, None)

@@ -1,0 +1,61 @@
+"""The agents' Kafka writes, handed to Faust's producer without Faust's per-message machinery.
+
+Through ``Topic.send`` or a table write, every message becomes a ``FutureMessage`` in
+Faust's producer buffer, drained by a task, serialized through codec lookups and reported
+to the sensors, about 200 µs of CPU each here, against about 30 µs for the producer's own
+``send``. The worker writes about one message per input record (outputs, identity facts,
+account batches and every table's changelog), so that difference was a third of its CPU.
+
+``Sends`` writes outputs with ``await send(...)`` straight to the producer, and collects
+changelog writes (table ``__setitem__`` is synchronous) to send them in order at the next
+``flush``. Commits stay exact: ``compat.drain_producer`` flushes what is collected here
+before it flushes the producer, and an offset is committed only after that drain.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel
+
+log = logging.getLogger(__name__)
+
+Headers = list[tuple[str, bytes]]
+_Changelog = tuple[str, int | None, bytes | None, bytes | None, Headers, Callable[[Any], None] | None]
+
+
+def dumps(value: BaseModel) -> bytes:
+    """A record's JSON, as ``codecs.PydanticCodec`` writes it."""
+    return value.__pydantic_serializer__.to_json(value)
+
+
+class Sends:
+    """One per worker: direct sends, and the changelog writes waiting for the next flush."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.changelog: list[_Changelog] = []
+
+    async def send(self, topic: str, key: str | bytes | None, value: bytes, *, partition: int | None = None,
+                   headers: Headers | None = None) -> None:
+        """Hand one message to the producer (it is on the broker once the producer flushes)."""
+        if isinstance(key, str):
+            key = key.encode()
+        await self.app.producer.send(topic, key, value, partition, None, headers)
+
+    def queue_changelog(self, topic: str, partition: int | None, key: bytes | None, value: bytes | None,
+                        headers: Headers, on_sent: Callable[[Any], None] | None = None) -> None:
+        """A table write's changelog message, sent at the next :meth:`flush`, in write order."""
+        self.changelog.append((topic, partition, key, value, headers, on_sent))
+
+    async def flush(self) -> None:
+        """Hand every queued changelog message to the producer, in order."""
+        while self.changelog:
+            batch, self.changelog = self.changelog, []
+            producer = self.app.producer
+            for topic, partition, key, value, headers, on_sent in batch:
+                delivery = await producer.send(topic, key, value, partition, None, headers)
+                if on_sent is not None:
+                    delivery.add_done_callback(on_sent)
