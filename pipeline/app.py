@@ -46,7 +46,7 @@ from pipeline.core.identity import IdentityResolver
 from pipeline.core.state import AccountState
 from pipeline.journey import JourneyDefinition, load_journey
 from pipeline.kafka_clients import faust_credentials
-from pipeline.sends import Sends
+from pipeline.sends import Sends, dumps
 from pipeline.settings import Settings
 from pipeline.tables import CommittedOffsets, checkpointed_table
 from pipeline.write_back import WriteBack
@@ -200,8 +200,8 @@ class LifecyclePipeline:
             by_partition.setdefault(self.partition_of(message.account_id), []).append(message)
         for partition, batch in by_partition.items():
             for start in range(0, len(batch), BATCH_MAX):
-                await self.account_topic.send(key=batch[start].account_id, partition=partition, force=True,
-                                              value=AccountBatch(messages=batch[start:start + BATCH_MAX]))
+                await self.sends.send(self.topics.account_events, batch[start].account_id, partition=partition,
+                                      value=dumps(AccountBatch(messages=batch[start:start + BATCH_MAX])))
 
     def note_failure(self, exc: BaseException) -> None:
         """A dead agent makes the worker unready (it will not process anything more)."""

@@ -20,6 +20,7 @@ from connectors.registry import is_test_mode, parse_raw
 from pipeline.core.identity import IdentityResolver, UnresolvableEvent
 from schemas.accounts import AccountMessage
 from schemas.events import DeadLetter, LifecycleEvent, RawRecord
+from schemas.identity import AccountMerged, IdentityDecision
 from schemas.raw_batch import unpack
 
 log = logging.getLogger(__name__)
@@ -133,11 +134,11 @@ def unresolvable_letter(sourced: Sourced, detail: str, *, topic: str, now: datet
 @dataclass(frozen=True)
 class Resolved:
     """What resolving one event causes: account messages in order, identity facts to publish
-    (key, JSON bytes) on the identity topic, or the reason it has no account. ``rules``: the rule
+    (key, record) on the identity topic, or the reason it has no account. ``rules``: the rule
     of each identity decision, for the worker's metrics (the core counts nothing)."""
 
     messages: list[AccountMessage]
-    facts: list[tuple[str, bytes]]
+    facts: list[tuple[str, IdentityDecision | AccountMerged]]
     unresolvable: str | None = None
     rules: tuple[str, ...] = ()
 
@@ -149,10 +150,10 @@ def resolve_event(resolver: IdentityResolver, ev: LifecycleEvent) -> Resolved:
         resolution = resolver.resolve(ev)
     except UnresolvableEvent as exc:
         return Resolved([], [], unresolvable=str(exc))
-    facts = [(d.identifier, d.to_json()) for d in resolution.decisions]
+    facts: list[tuple[str, IdentityDecision | AccountMerged]] = [(d.identifier, d) for d in resolution.decisions]
     messages = []
     for merge in resolution.merges:
-        facts.append((merge.from_account, merge.to_json()))
+        facts.append((merge.from_account, merge))
         messages.append(AccountMessage(type="merge_out", account_id=merge.from_account, merge=merge))
         messages.append(AccountMessage(type="merge_wait", account_id=merge.into_account, merge=merge))
     ev.account_id = resolution.account_id

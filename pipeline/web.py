@@ -25,7 +25,7 @@ _faust_metrics: FaustMetrics | None = None
 class LifecycleMonitor(PrometheusMonitor):
     """Faust's Prometheus monitor plus ``lifecycle_consumer_lag{topic,partition}``.
 
-    Per-key table get/set counters are left out: the accounts agent reads and writes
+    Per-key table get/set/del counters are left out: the accounts agent reads and writes
     every account of every batch, so those two label lookups cost more than the
     state machine; table sizes are exported as ``lifecycle_table_keys``."""
 
@@ -33,6 +33,9 @@ class LifecycleMonitor(PrometheusMonitor):
         pass
 
     def on_table_set(self, table: Any, key: Any, value: Any) -> None:
+        pass
+
+    def on_table_del(self, table: Any, key: Any) -> None:
         pass
 
     def __init__(self, **kwargs: Any) -> None:

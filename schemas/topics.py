@@ -87,7 +87,8 @@ class Topics:
     @cached_property
     def specs(self) -> tuple[TopicSpec, ...]:
         return (
-            *(TopicSpec(name, (RawRecord,), f"Native {kind.value} payloads from connectors")
+            *(TopicSpec(name, (RawRecord,), f"Native {kind.value} payloads from connectors, in batches: one "
+                                            "RawRecord JSON document per line (schemas.raw_batch)")
               for kind, name in self.raw.items()),
             TopicSpec(self.stage_transitions, (StageTransition,), "Every stage change of every account"),
             TopicSpec(self.handoffs, (Handoff,), "Handoffs between owning teams, re-emitted on each status change"),

@@ -17,6 +17,7 @@ from faust.types import TP
 from pipeline import metrics
 from pipeline.compat import acknowledge, stale
 from pipeline.core.partition import Emitted, PartitionLogic
+from pipeline.sends import dumps
 from schemas.accounts import AccountBatch
 from schemas.cloudevents import ce_headers, source_for
 from schemas.sla import SlaBreachStatus
@@ -107,15 +108,15 @@ class Accounts:
                 metrics.PROCESSING_LATENCY.observe(max(0.0, (tr.emitted_at - msg.event.ingested_at).total_seconds()))
             # keyed by the record's own account: a merge's "merged" record ends the absorbed
             # account's stream, in that account's partition, after its earlier transitions
-            await p.transitions_topic.send(key=tr.account_id, value=tr, headers=ce_headers(tr, source), force=True)
+            await p.sends.send(p.topics.stage_transitions, tr.account_id, dumps(tr), headers=ce_headers(tr, source))
         for ho in out.handoffs:
             metrics.child(metrics.HANDOFFS, ho.from_team or "none", ho.to_team, ho.status.value).inc()
-            await p.handoffs_topic.send(key=key, value=ho, headers=ce_headers(ho, source), force=True)
+            await p.sends.send(p.topics.handoffs, key, dumps(ho), headers=ce_headers(ho, source))
         for br in out.breaches:
             metrics.child(metrics.SLA_BREACHES, br.sla_id, br.severity, br.status.value).inc()
             if br.status is SlaBreachStatus.BREACHED and msg.type in ("tick", "clock"):
                 metrics.SLA_DETECTION_DELAY.observe(max(0.0, (br.emitted_at - br.deadline).total_seconds()))
-            await p.breaches_topic.send(key=key, value=br, headers=ce_headers(br, source), force=True)
+            await p.sends.send(p.topics.sla_breaches, key, dumps(br), headers=ce_headers(br, source))
 
 
 def _write(table: Any, changes: dict[str, Any]) -> None:

@@ -23,12 +23,13 @@ from faust.types import TP
 from pipeline import metrics
 from pipeline.compat import acknowledge, stale
 from pipeline.core.merge import Item, SourceMerge
+from pipeline.sends import dumps
 from pipeline.ingest import ParsedMessage, Sourced, parse_message, resolve_event, unresolvable_letter
 from pipeline.tables import source_position
 from schemas.accounts import AccountMessage
 from schemas.cloudevents import ce_headers, source_for
 from schemas.events import DeadLetter
-from schemas.identity import parse_identity_record
+from schemas.base import Record
 
 if TYPE_CHECKING:
     from pipeline.app import LifecyclePipeline
@@ -57,7 +58,7 @@ class Ingest:
         self._outbox_done: list[_Pending] = []
         self._outbox_since = time.monotonic()     # when the oldest unsent released message was queued
         self._pushed_since_tick = False
-        self._sends: list[tuple[Any, str, Any]] = []  # identity facts and dead letters found while releasing
+        self._sends: list[tuple[str, str, Record]] = []  # identity facts and dead letters found while releasing
         self._released_at: tuple[str, int, int] | None = None  # the last released message's position
         self._last_record = time.monotonic()
         self._last_watch = time.monotonic()
@@ -231,11 +232,12 @@ class Ingest:
             with source_position(*self._released_at):
                 for pending in self.pipeline.identity_writes:
                     pending.flush()
-        identity_topic = self.pipeline.identity_topic
-        for topic, key, value in sends:
-            headers = (ce_headers(parse_identity_record(value), source_for(self.settings.app_id))
-                       if topic is identity_topic else None)
-            await topic.send(key=key, value=value, headers=headers, force=True)
+        source = source_for(self.settings.app_id)
+        for topic, key, record in sends:  # identity facts (with CloudEvents headers) and dead letters
+            if isinstance(record, DeadLetter):
+                await self.pipeline.sends.send(topic, key, dumps(record))
+            else:
+                await self.pipeline.sends.send(topic, key, record.to_json(), headers=ce_headers(record, source))
         if outbox:
             await self.pipeline.route(outbox)
         await self.pipeline.sends.flush()  # the changelog writes, before the acks
@@ -267,7 +269,7 @@ class Ingest:
             self._queue_dead_letter(unresolvable_letter(sourced, resolved.unresolvable, topic=topic,
                                                         now=self.pipeline.wall()))
         for key, fact in resolved.facts:
-            self._sends.append((self.pipeline.identity_topic, key, fact))
+            self._sends.append((self.topics.identity, key, fact))
         for rule in resolved.rules:
             metrics.child(metrics.IDENTITY_DECISIONS, rule).inc()
         return resolved.messages
@@ -275,7 +277,7 @@ class Ingest:
     def _queue_dead_letter(self, record: DeadLetter) -> None:
         """Sent with the next batch, before the record is acknowledged."""
         metrics.child(metrics.DEAD_LETTERS, record.stage, record.reason).inc()
-        self._sends.append((self.pipeline.dead_letter_topic, record.dead_letter_id, record))
+        self._sends.append((self.topics.dead_letter, record.dead_letter_id, record))
 
 
 class _Pending:
