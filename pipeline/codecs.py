@@ -31,13 +31,20 @@ class PydanticCodec(codecs.Codec):
 
 
 class OrjsonCodec(codecs.Codec):
-    """Plain JSON values (dicts, strings, numbers), fast."""
+    """Plain JSON values (dicts, strings, numbers), fast; a pydantic record inside one is
+    written as its JSON form (and read back as a dict)."""
 
     def _dumps(self, obj: Any) -> bytes:
-        return orjson.dumps(obj)
+        return orjson.dumps(obj, default=_json_form)
 
     def _loads(self, s: bytes) -> Any:
         return orjson.loads(s)
+
+
+def _json_form(obj: Any) -> Any:
+    if isinstance(obj, BaseModel):
+        return obj.model_dump(mode="json")
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
 
 
 _cache: dict[type[BaseModel], PydanticCodec] = {}

@@ -280,7 +280,9 @@ class _Batch:
 
     def hold(self, state: AccountState, message: AccountMessage) -> None:
         """Queue a message for an account awaiting a merge, in its next held slot."""
-        self.result.logs[held_key(state.account_id, state.held_len)] = message.model_dump(mode="json")
+        # the message itself: the progress table's codec writes its JSON form, and a recovered
+        # slot comes back as that form (see release_held)
+        self.result.logs[held_key(state.account_id, state.held_len)] = message
         state.held_len += 1
 
     def release_held(self, state: AccountState) -> list[AccountMessage]:
@@ -292,7 +294,7 @@ class _Batch:
             key = held_key(state.account_id, i)
             value = written[key] if key in written else stored.get(key)
             if value is not None:
-                messages.append(AccountMessage.model_validate(value))
+                messages.append(value if isinstance(value, AccountMessage) else AccountMessage.model_validate(value))
             written[key] = None
         state.held, state.held_len = [], 0
         return messages
