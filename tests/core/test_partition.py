@@ -138,12 +138,18 @@ def test_a_pinned_clock_fires_deadlines_registered_behind_it() -> None:
     assert not p.clock_due(wall)  # nothing due is left behind the clock
 
 
-def test_messages_held_for_a_merge_are_written_once_each_and_not_with_the_state() -> None:
+def awaiting_merge(merge_id: str) -> tuple[Tables, PartitionLogic, AccountMerged]:
+    """A partition whose ACCOUNT was told of a merge (merge_wait) and waits for the journal."""
     tables, p = Tables(), logic()
-    merge = AccountMerged(merge_id="m2", from_account=ABSORBED, into_account=ACCOUNT, rule=IdentityRule.EXPLICIT_LINK,
-                          reason="link", link=IdentityLink(a="x", b="y", reason="r"), event_id="e",
-                          decided_at=ny(2025, 3, 7, 17))
+    merge = AccountMerged(merge_id=merge_id, from_account=ABSORBED, into_account=ACCOUNT,
+                          rule=IdentityRule.EXPLICIT_LINK, reason="link", link=IdentityLink(a="x", b="y", reason="r"),
+                          event_id="e", decided_at=ny(2025, 3, 7, 17))
     tables.run(p, [AccountMessage(type="merge_wait", account_id=ACCOUNT, merge=merge, origin="ingest", seq=1)])
+    return tables, p, merge
+
+
+def test_messages_held_for_a_merge_are_written_once_each_and_not_with_the_state() -> None:
+    tables, p, merge = awaiting_merge("m2")
     writes = [tables.run(p, [ingest(2 + i, ev)]).logs for i, ev in enumerate((OPP, WON))]
     # each batch writes only its own message's slot; the state carries a count, not the messages
     assert [sorted(k for k in w if "|held|" in k) for w in writes] == [[held_key(ACCOUNT, 0)], [held_key(ACCOUNT, 1)]]
@@ -163,11 +169,7 @@ def test_messages_held_for_a_merge_are_written_once_each_and_not_with_the_state(
 
 
 def test_a_state_written_before_held_slots_still_releases_its_held_list() -> None:
-    tables, p = Tables(), logic()
-    merge = AccountMerged(merge_id="m3", from_account=ABSORBED, into_account=ACCOUNT, rule=IdentityRule.EXPLICIT_LINK,
-                          reason="link", link=IdentityLink(a="x", b="y", reason="r"), event_id="e",
-                          decided_at=ny(2025, 3, 7, 17))
-    tables.run(p, [AccountMessage(type="merge_wait", account_id=ACCOUNT, merge=merge, origin="ingest", seq=1)])
+    tables, p, merge = awaiting_merge("m3")
     state = tables.accounts[ACCOUNT]
     tables.accounts[ACCOUNT] = state.model_copy(update={"held": [ingest(2, OPP), ingest(3, WON)], "held_at": [0, 0]})
     tables.run(p, [AccountMessage(type="merge_in", account_id=ACCOUNT, merge=merge, journal=[],
