@@ -1,8 +1,8 @@
 """A table's writes held in memory until the batch they belong to is sent.
 
-Every write to a Faust table is a changelog message, and a Kafka message costs this worker
-about 200 µs of CPU however small it is. The identity step rewrites the same keys many
-times within one ingest batch (an account's record grows with each identifier it gains), so
+Every write to a Faust table is a changelog message (serialized, sent, stored by the broker,
+read again at every recovery). The identity step rewrites the same keys many times within one
+ingest batch (an account's record grows with each identifier it gains), so
 it writes through a ``WriteBack``: reads see the pending values, and ``flush`` hands each key
 to the table once, with the last value, under the source position of the batch's last
 message. That is exact because a batch is acknowledged whole, after the flush: its writes

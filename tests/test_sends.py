@@ -1,0 +1,44 @@
+"""pipeline.sends: changelog writes reach the producer in write order, and a flush returns only
+once everything queued before it was handed over (what a commit's drain relies on)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from pipeline.sends import Sends
+
+
+class SlowProducer:
+    """Records what it was handed; each send yields to the loop, as aiokafka's may."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes | None] = []
+
+    async def send(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None,
+                   timestamp: Any, headers: Any) -> asyncio.Future[Any]:
+        await asyncio.sleep(0)
+        self.sent.append(value)
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        done.set_result((topic, partition))
+        return done
+
+
+class App:
+    def __init__(self) -> None:
+        self.producer = SlowProducer()
+
+
+async def test_concurrent_flushes_keep_write_order_and_wait_for_each_other() -> None:
+    app = App()
+    sends = Sends(app)
+    delivered: list[Any] = []
+    for i in range(5):
+        sends.queue_changelog("t-changelog", 0, b"k", b"v%d" % i, [], lambda fut: delivered.append(fut.result()))
+    first = asyncio.ensure_future(sends.flush())
+    await asyncio.sleep(0)                      # the first flush is handing over its batch
+    sends.queue_changelog("t-changelog", 0, b"k", b"v5", [])
+    await sends.flush()                         # a commit's drain, meanwhile
+    assert app.producer.sent == [b"v%d" % i for i in range(6)]  # v5 after v0..v4: the key's last value wins
+    await first
+    assert delivered == [("t-changelog", 0)] * 5 and not sends.changelog
