@@ -94,17 +94,17 @@ class Sourced:
 
 @dataclass(frozen=True)
 class ParsedMessage:
-    """What one raw-topic message became: each record's ``Parsed`` in order, and every accepted
-    event of the message in event time (ties keep record order). The message is the ingest's
-    unit: released, resolved and acknowledged whole."""
+    """What one raw-topic message became: each record's ``Parsed`` and, per record, its accepted
+    events in event time. Each record is one item of the event-time merge (at its oldest
+    event's time); the message is the unit of acknowledgement."""
 
     records: list[Parsed]
-    events: list[Sourced]
+    events: list[list[Sourced]]   # per record
 
-    @property
-    def first(self) -> datetime | None:
-        """Its oldest event's time: the message's place in the event-time merge."""
-        return self.events[0].event.occurred_at if self.events else None
+    @staticmethod
+    def first(events: list[Sourced]) -> datetime | None:
+        """A record's place in the event-time merge: its oldest event's time."""
+        return events[0].event.occurred_at if events else None
 
 
 def parse_message(value: bytes, topic: str, where: str, *, now: datetime, accept_test_mode: bool,
@@ -118,8 +118,8 @@ def parse_message(value: bytes, topic: str, where: str, *, now: datetime, accept
         parsed = parse_record(line, topic, origin, now=now, accept_test_mode=accept_test_mode,
                               future_skew=future_skew)
         records.append(parsed)
-        events += [Sourced(ev, line, origin) for ev in parsed.events]
-    events.sort(key=lambda s: s.event.occurred_at)
+        events.append(sorted((Sourced(ev, line, origin) for ev in parsed.events),
+                             key=lambda s: s.event.occurred_at))
     return ParsedMessage(records, events)
 
 

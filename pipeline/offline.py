@@ -5,9 +5,9 @@ same journey, so this driver calls the worker's own pure steps in the worker's o
 (``pipeline/app.py``, ``LifecyclePipeline``) and replaces only the transport:
 
 * ``Ingest.run``/``Ingest._release`` (``pipeline/agents/ingest.py``): each raw message (a batch of
-  records) → ``pipeline.ingest.parse_message``, pushed into ``core.merge.SourceMerge`` as one item
-  at its oldest event's time, partitions ordered by ``(topic, partition)``; a released item's
-  events, in event time →
+  records) → ``pipeline.ingest.parse_message``; each record pushed into ``core.merge.SourceMerge``
+  as one item at its oldest event's time, partitions ordered by ``(topic, partition)``; a released
+  item's events, in event time →
   ``pipeline.ingest.resolve_event`` over dict tables → ``AccountMessage`` numbered
   ``("ingest", seq)``. A partition is caught up when its input is exhausted, which is
   the worker's "offset reached the high-water mark" once everything is recorded.
@@ -63,7 +63,7 @@ class RawInput:
     value: bytes
 
 
-_Released = tuple[list[Sourced], RawInput]   # a merge item: a message's events (in event time) and the message
+_Released = tuple[list[Sourced], RawInput]   # a merge item: a record's events (in event time) and its message
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -310,12 +310,12 @@ class OfflinePipeline:
         while True:
             for key, reader in readers.items():
                 if not queued[key] and key not in exhausted:
-                    read = self._refill(merge, key, reader)
-                    queued[key] += read
+                    read, records = self._refill(merge, key, reader)
+                    queued[key] += records
                     if read < REFILL:
                         exhausted.add(key)
-                    if progress is not None and read:
-                        progress(read)
+                    if progress is not None and records:
+                        progress(records)
             released = False
             for key, (events, raw) in merge.pop_ready(exhausted.__contains__):
                 queued[key] -= 1
@@ -332,9 +332,10 @@ class OfflinePipeline:
         return [run.out for run in self.runs]
 
     def _refill(self, merge: SourceMerge[SourceKey, _Released], key: SourceKey,
-                reader: Iterator[RawInput]) -> int:
-        """Parse up to ``REFILL`` messages of one partition into the merge (``agents.ingest.Ingest.run``)."""
-        n = 0
+                reader: Iterator[RawInput]) -> tuple[int, int]:
+        """Parse up to ``REFILL`` messages of one partition into the merge (``agents.ingest.Ingest.run``);
+        returns (messages read, records pushed)."""
+        n = items = 0
         stats, until = self.stats, self.until
         for raw in reader:
             n += 1
@@ -346,16 +347,17 @@ class OfflinePipeline:
                 elif record.ignored is not None:
                     stats.ignored += 1
             stats.records += len(parsed.records)
-            events = parsed.events
-            if until is not None:
-                events = [s for s in events if s.event.occurred_at < until]
-            merge.push(key, Item(events[0].event.occurred_at if events else None, (events, raw)))
+            for events in parsed.events:  # each record one item of the merge
+                if until is not None:
+                    events = [s for s in events if s.event.occurred_at < until]
+                merge.push(key, Item(parsed.first(events), (events, raw)))
+                items += 1
             if n >= REFILL:
                 break
-        return n
+        return n, items
 
     def _release(self, events: list[Sourced], raw: RawInput) -> None:
-        """One released message's events, in event time, through every identity group
+        """One released record's events, in event time, through every identity group
         (``Ingest._release``/``_resolve``)."""
         if not events:
             return

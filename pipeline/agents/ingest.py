@@ -55,7 +55,8 @@ class Ingest:
         self._assigned: set[TP] = set()           # raw partitions this worker owns now
         self._start: dict[TP, int] = {}           # their committed offsets when assigned
         self._outbox: list[AccountMessage] = []
-        self._outbox_done: list[_Pending] = []
+        self._finished: list[_Pending] = []       # messages wholly released, not yet acknowledged
+        self._open = 0                            # messages partly released
         self._outbox_since = time.monotonic()     # when the oldest unsent released message was queued
         self._pushed_since_tick = False
         self._sends: list[tuple[str, str, Record]] = []  # identity facts and dead letters found while releasing
@@ -86,11 +87,12 @@ class Ingest:
                         log.error("ingest: %s records %d..%d skipped by the consumer", tp, expected,
                                   message.offset - 1)
                     parsed = self._parse(event)
-                    # A message (a batch of records) is one unit of the merge, at its oldest
-                    # event's time: its events are released, resolved and acknowledged together,
-                    # so a committed offset never splits its identity writes from the ones that
-                    # follow it.
-                    self.merge.push(tp, Item(parsed.first, (parsed.events, _Pending(event))))
+                    # Each record is one item of the merge, at its oldest event's time (records
+                    # of four sources interleave in event time); the message is acknowledged
+                    # once all its records are released and sent (see _flush_outbox).
+                    pending = _Pending(event, len(parsed.events))
+                    for events in parsed.events:
+                        self.merge.push(tp, Item(parsed.first(events), (events, pending)))
                     self._next_offset[tp] = message.offset + 1
                     self._last_record = time.monotonic()
                     self.announced = False
@@ -140,7 +142,7 @@ class Ingest:
 
     def idle(self) -> bool:
         """Every owned raw partition read to its end and everything released sent (call under ``lock``)."""
-        return (bool(self.merge.partitions()) and not len(self.merge) and not self._outbox
+        return (bool(self.merge.partitions()) and not len(self.merge) and not self._outbox and not self._finished
                 and all(self._caught_up(tp) for tp in self.merge.partitions()))
 
     # ---- rebalances --------------------------------------------------------------------------
@@ -165,6 +167,7 @@ class Ingest:
         for pending in self.pipeline.identity_writes:
             pending.discard()  # of released input that was not sent: it is read again
         self._released_at = None
+        self._finished, self._open = [], 0  # not acknowledged: read again from the commit
         self._next_offset.clear()
         self._watch_from = None
         self._assigned = {tp for tp in assigned if tp.topic in self.topics.raw.values()}
@@ -192,7 +195,7 @@ class Ingest:
         caught up with thousands queued never blocks the event loop for long."""
         while True:
             released = self._release(BATCH_MAX)
-            if (self._outbox or self._outbox_done) and len(self._outbox) >= flush_at:
+            if (self._outbox or self._finished) and len(self._outbox) >= flush_at:
                 await self._flush_outbox()
             if released < BATCH_MAX:
                 return
@@ -215,7 +218,12 @@ class Ingest:
                             seq += 1
                             out.origin, out.seq = "ingest", seq
                             self._outbox.append(out)
-            self._outbox_done.append(pending)
+            if pending.left == pending.records:
+                self._open += 1
+            pending.left -= 1
+            if not pending.left:
+                self._open -= 1
+                self._finished.append(pending)
         if last is not None:
             self._released_at = last
             with source_position(*last):
@@ -223,8 +231,8 @@ class Ingest:
         return taken
 
     async def _flush_outbox(self) -> None:
-        outbox, done, sends = self._outbox, self._outbox_done, self._sends
-        self._outbox, self._outbox_done, self._sends = [], [], []
+        outbox, sends = self._outbox, self._sends
+        self._outbox, self._sends = [], []
         self._outbox_since = time.monotonic()
         if self._released_at is not None:
             # the identity writes of everything released since the last flush, each key once,
@@ -241,6 +249,13 @@ class Ingest:
         if outbox:
             await self.pipeline.route(outbox)
         await self.pipeline.sends.flush()  # the changelog writes, before the acks
+        if self._open:
+            # A message is partly released: acknowledging the finished ones now could commit
+            # records released after some of its records, without those (a restart from that
+            # commit would resolve the rest in another order). Acks wait for a clean point: every
+            # released message finished, so what is committed is exactly a prefix of the merge.
+            return
+        done, self._finished = self._finished, []
         for pending in done:
             pending.done()
 
@@ -258,8 +273,9 @@ class Ingest:
                 self._queue_dead_letter(record.dead_letter)
             elif record.ignored is not None:
                 metrics.child(metrics.IGNORED, *record.ignored).inc()
-        for sourced in parsed.events:
-            metrics.child(metrics.CANONICAL_EVENTS, sourced.event.kind).inc()
+        for events in parsed.events:
+            for sourced in events:
+                metrics.child(metrics.CANONICAL_EVENTS, sourced.event.kind).inc()
         return parsed
 
     def _resolve(self, sourced: Sourced, topic: str) -> list[AccountMessage]:
@@ -281,12 +297,15 @@ class Ingest:
 
 
 class _Pending:
-    """A raw record in the merge; acknowledged once its events have been sent on."""
+    """A raw message in the merge: its records still to be released; acknowledged once all
+    are released and sent, at a clean point (``Ingest._flush_outbox``)."""
 
-    __slots__ = ("event",)
+    __slots__ = ("event", "records", "left")
 
-    def __init__(self, event: Any) -> None:
+    def __init__(self, event: Any, records: int) -> None:
         self.event = event
+        self.records = records
+        self.left = records
 
     def done(self) -> None:
         acknowledge(self.event)

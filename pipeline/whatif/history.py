@@ -20,6 +20,7 @@ from typing import IO, Any
 from connectors.replay import ReplaySummary, replay_file
 from connectors.sink import RecordSink
 from pipeline.offline import RawInput, SourceKey
+from schemas.raw_batch import unpack
 from schemas.topics import DEFAULT
 from schemas.base import utcnow
 from schemas.events import DeadLetter, RawRecord, SourceKind
@@ -29,12 +30,13 @@ Progress = Callable[[int], None]
 
 
 class Spool:
-    """Raw records per (topic, partition) in temporary files; iterate with :meth:`sources`."""
+    """Raw messages (batches of records) per (topic, partition) in temporary files; iterate with :meth:`sources`."""
 
     def __init__(self, directory: str | Path | None = None) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="lifecycle-whatif-", dir=directory)
         self._files: dict[SourceKey, IO[bytes]] = {}
         self.counts: dict[SourceKey, int] = {}
+        self._records = 0
 
     def append(self, topic: str, partition: int, offset: int, value: bytes) -> None:
         key = (topic, partition)
@@ -45,6 +47,7 @@ class Spool:
         fh.write(_HEADER.pack(offset, len(value)))
         fh.write(value)
         self.counts[key] += 1
+        self._records += len(unpack(value))  # a raw message is a batch of records (schemas.raw_batch)
 
     def add(self, topic: str, value: bytes) -> None:
         """Append to partition 0 of a single-partition topic at the next offset (as a producer would)."""
@@ -52,7 +55,8 @@ class Spool:
 
     @property
     def records(self) -> int:
-        return sum(self.counts.values())
+        """Raw records held (``counts``: raw messages per partition)."""
+        return self._records
 
     def sources(self) -> dict[SourceKey, Iterator[RawInput]]:
         """One reader per partition, each in offset order; may be called again for another pass."""

@@ -31,6 +31,7 @@ from pipeline.runtime import create_topics
 from pipeline.settings import Settings
 from pipeline.topic_reads import read_topic, table_snapshot
 from schemas.accounts import AccountBatch
+from schemas.raw_batch import unpack
 from schemas.events import DeadLetter, RawRecord, SourceKind
 from schemas.handoffs import Handoff
 from schemas.identity import AccountMerged, IdentityDecision, parse_identity_record
@@ -138,8 +139,9 @@ def test_two_deployments_share_a_broker_and_nothing_else(isolated_bootstrap: str
         batched = {msg.account_id for m in read_topic(isolated_bootstrap, t.account_events)
                    for msg in AccountBatch.model_validate_json(m.value).messages if msg.account_id}
         assert batched == {own}
-        raw = [RawRecord.model_validate_json(m.value) for topic in t.raw.values()
-               for m in read_topic(isolated_bootstrap, topic) if m.value.startswith(b"{")]
+        raw = [RawRecord.model_validate_json(line) for topic in t.raw.values()
+               for m in read_topic(isolated_bootstrap, topic) if m.value.startswith(b"{")
+               for line in unpack(m.value)]  # a raw message is a batch of records
         assert {r.event_id for r in raw} == {r.event_id for r in history(company[s])}
         # the read model fed by this deployment's sink
         with sqlite3.connect(s.data_dir / "readmodel.db") as db:
