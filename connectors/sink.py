@@ -95,7 +95,7 @@ class RecordSink:
         self._linger = linger_ms / 1000
         self._batcher = Batcher()
         self._pending: dict[int, asyncio.Future[Any]] = {}   # id(open batch) → its records' future
-        self._partitions: dict[str, list[int]] = {}
+        self._partitions: dict[str, int] = {}       # topic → its partition count
         self._sending: set[asyncio.Future[Any]] = set()
 
     # lifecycle -----------------------------------------------------------------
@@ -181,7 +181,7 @@ class RecordSink:
         """Kafka's default partitioner (murmur2 of the key), so a vendor object's records stay in order."""
         partitions = self._partitions.get(topic)
         if partitions is None:
-            partitions = self._partitions[topic] = sorted(await self._require().partitions_for(topic))
+            partitions = self._partitions[topic] = len(await self._require().partitions_for(topic))
         return partition_for(key, partitions)
 
     def _linger_due(self, batch: Batch) -> None:

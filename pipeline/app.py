@@ -34,7 +34,6 @@ from typing import Any
 
 import faust
 from faust.types import TP
-from kafka.partitioner.default import murmur2
 
 from pipeline.agents.accounts import Accounts
 from pipeline.agents.ingest import BATCH_MAX, Ingest
@@ -51,6 +50,7 @@ from pipeline.settings import Settings
 from pipeline.tables import CommittedOffsets, checkpointed_table
 from pipeline.write_back import WriteBack
 from schemas.accounts import AccountBatch, AccountMessage
+from schemas.raw_batch import partition_for
 from schemas.base import utcnow
 from schemas.events import DeadLetter, LifecycleEvent
 from schemas.handoffs import Handoff
@@ -191,7 +191,7 @@ class LifecyclePipeline:
     # ---- shared by the agents -------------------------------------------------------------------
     def partition_of(self, account_id: str) -> int:
         """Kafka's default (murmur2) partitioner, so keyed and batched sends agree."""
-        return (murmur2(account_id.encode()) & 0x7FFFFFFF) % self.settings.partitions
+        return partition_for(account_id.encode(), self.settings.partitions)
 
     async def route(self, messages: list[AccountMessage]) -> None:
         """Send messages to their accounts' partitions, one batch per partition, order kept."""

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
-from kafka.partitioner.default import murmur2
 from pydantic import BaseModel
 
 from pipeline.core.account import AccountLogic
@@ -42,6 +41,7 @@ from pipeline.gc_policy import relaxed_gc
 from pipeline.ingest import DEFAULT_FUTURE_SKEW, Sourced, parse_message, resolve_event, unresolvable_letter
 from pipeline.journey import IdentityConfig, JourneyDefinition
 from schemas.accounts import AccountMessage
+from schemas.raw_batch import partition_for
 from schemas.events import DeadLetter, LifecycleEvent
 from schemas.handoffs import Handoff
 from schemas.identity import AccountMerged
@@ -98,7 +98,7 @@ class JsonTable(MutableMapping[str, M], Generic[M]):
 
 def partition_of(account_id: str, partitions: int) -> int:
     """Kafka's default (murmur2) partitioner, as ``LifecyclePipeline.partition_of``."""
-    return (murmur2(account_id.encode()) & 0x7FFFFFFF) % partitions
+    return partition_for(account_id.encode(), partitions)
 
 
 Published = StageTransition | Handoff | SlaBreach

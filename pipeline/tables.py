@@ -149,7 +149,7 @@ class CheckpointedTable(faust.Table):
         value_bytes = None if value is None else serializers.dumps_value(
             self.value_type, value, serializer=value_serializer or self.value_serializer)
         if partition is None:
-            partition = partition_for(key_bytes or b"", range(self.partitions or 1))
+            partition = partition_for(key_bytes or b"", self.partitions or 1)
         sends.queue_changelog(self.changelog_topic_name, partition, key_bytes, value_bytes, headers,
                               self._on_changelog_sent)
         return _Queued(partition)

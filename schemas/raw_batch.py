@@ -61,11 +61,11 @@ def headers(count: int) -> list[tuple[str, bytes]]:
     return [("content-type", CONTENT_TYPE), ("records", str(count).encode())]
 
 
-def partition_for(key: bytes, partitions: Sequence[int]) -> int:
-    """Kafka's default partitioner (murmur2 of the key), as every client computes it, so a
-    vendor object's records land in one partition, in order, whoever produced them."""
-    ordered = sorted(partitions)
-    return ordered[(murmur2(key) & 0x7FFFFFFF) % len(ordered)]
+def partition_for(key: bytes, partitions: int) -> int:
+    """Kafka's default partitioner (murmur2 of the key over a topic's ``partitions``), as every
+    client computes it: a vendor object's records, or an account's messages, land in one
+    partition, in order, whoever produced them."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def _is_document(data: bytes) -> bool:

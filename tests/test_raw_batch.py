@@ -54,4 +54,25 @@ def test_a_linger_closes_only_a_batch_still_open():
 def test_partition_is_kafkas_default_partitioner_as_aiokafka_computes_it():
     partitioner = DefaultPartitioner()
     for key in (b"hubspot.company:1", b"cus_9", b"e-77", b"x"):
-        assert partition_for(key, [0, 1, 2, 3, 4]) == partitioner(key, [0, 1, 2, 3, 4], [0, 1, 2, 3, 4])
+        assert partition_for(key, 5) == partitioner(key, [0, 1, 2, 3, 4], [0, 1, 2, 3, 4])
+
+
+def test_a_bad_record_in_a_batch_is_dead_lettered_alone_with_its_own_bytes_and_index():
+    from pipeline.ingest import parse_message
+    from schemas import topics as T
+    from tests import histories as h
+
+    good = [r.to_json() for r in h.contact_first(900700, 500700)[:2]]
+    message = pack([good[0], b'{"source": "crm", "not": "a raw record"}', good[1]])
+    parsed = parse_message(message, T.RAW_CRM, "lifecycle.raw.crm/0/41", now=h.day(400), accept_test_mode=False)
+    assert [r.outcome for r in parsed.records] == ["accepted", "dead_letter", "accepted"]
+    letter = parsed.records[1].dead_letter
+    assert letter is not None and letter.reason == "invalid_envelope"
+    assert letter.original == '{"source": "crm", "not": "a raw record"}' and letter.source_topic == T.RAW_CRM
+    # its place in the batch is part of its id: the same bytes one record later are another letter
+    moved = parse_message(pack([good[0], good[1], b'{"source": "crm", "not": "a raw record"}']), T.RAW_CRM,
+                          "lifecycle.raw.crm/0/41", now=h.day(400), accept_test_mode=False).records[2].dead_letter
+    assert moved is not None and moved.dead_letter_id != letter.dead_letter_id
+    # the good records' events, each list in event time, one list per record (one merge item each)
+    assert len(parsed.events) == 3 and parsed.events[1] == [] and parsed.events[0] and parsed.events[2]
+    assert {s.origin for s in parsed.events[2]} == {"lifecycle.raw.crm/0/41:2"}

@@ -114,12 +114,12 @@ def produce_raw(bootstrap: str, records: Iterable[RawRecord], key: Callable[[Raw
     raw = (topics or topics_for()).raw
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all", batch_size=1024 * 1024,
                              max_request_size=2 * 1024 * 1024, **client_kwargs())
-    partitions: dict[str, list[int]] = {}
+    partitions: dict[str, int] = {}
 
     def placed(record: RawRecord) -> tuple[str, int, bytes, bytes]:
         target = topic or raw[record.source]
         if target not in partitions:
-            partitions[target] = sorted(producer.partitions_for(target))
+            partitions[target] = len(producer.partitions_for(target))
         k = (key(record) if key else record.event_id).encode()
         return target, partition_for(k, partitions[target]), k, record.to_json()
 
