@@ -58,7 +58,14 @@ class Sends:
             while self.changelog:
                 batch, self.changelog = self.changelog, []
                 producer = self.app.producer
-                for topic, partition, key, value, headers, on_sent in batch:
-                    delivery = await producer.send(topic, key, value, partition, None, headers)
+                for i, (topic, partition, key, value, headers, on_sent) in enumerate(batch):
+                    try:
+                        delivery = await producer.send(topic, key, value, partition, None, headers)
+                    except BaseException:
+                        # cancelled (a shutdown) or refused: what was not handed over goes back,
+                        # first, so a later flush (the writer's own, before its ack) sends it;
+                        # dropped here, another writer waiting on the lock would ack without it
+                        self.changelog[:0] = batch[i:]
+                        raise
                     if on_sent is not None:
                         delivery.add_done_callback(on_sent)

@@ -42,3 +42,26 @@ async def test_concurrent_flushes_keep_write_order_and_wait_for_each_other() -> 
     assert app.producer.sent == [b"v%d" % i for i in range(6)]  # v5 after v0..v4: the key's last value wins
     await first
     assert delivered == [("t-changelog", 0)] * 5 and not sends.changelog
+
+
+class CancelledOnSecond(SlowProducer):
+    async def send(self, *args: Any) -> asyncio.Future[Any]:
+        if len(self.sent) == 1:
+            raise asyncio.CancelledError
+        return await super().send(*args)
+
+
+async def test_a_cancelled_flush_keeps_what_it_did_not_hand_over_for_the_next() -> None:
+    app = App()
+    app.producer = CancelledOnSecond()
+    sends = Sends(app)
+    for i in range(3):
+        sends.queue_changelog("t-changelog", 0, b"k", b"v%d" % i, [])
+    try:
+        await sends.flush()
+    except asyncio.CancelledError:
+        pass
+    assert app.producer.sent == [b"v0"] and [c[3] for c in sends.changelog] == [b"v1", b"v2"]
+    app.producer = SlowProducer()
+    await sends.flush()
+    assert app.producer.sent == [b"v1", b"v2"] and not sends.changelog
