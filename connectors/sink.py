@@ -196,7 +196,7 @@ class RecordSink:
         pending = self._pending.pop(id(batch))
         try:
             delivery = await self._require().send(batch.topic, value=batch.value(), key=batch.key,
-                                                  partition=batch.partition, headers=raw_batch_headers(len(batch.records)))
+                                                  partition=batch.partition, headers=raw_batch_headers(batch.count))
         except Exception as exc:
             pending.set_exception(exc)
             return

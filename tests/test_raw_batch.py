@@ -34,7 +34,7 @@ def test_a_pretty_printed_document_stays_one_record_and_garbage_lines_stay_apart
 def test_batches_close_at_max_records_or_max_bytes_and_keep_order_per_partition():
     messages = [("t", i % 2, b"k%d" % i, _record(i)) for i in range(MAX_RECORDS * 2 + 10)]
     out = list(batched(messages))
-    assert all(len(b.records) <= MAX_RECORDS for b in out)
+    assert all(b.count <= MAX_RECORDS for b in out)
     for partition in (0, 1):
         lines = [r for b in out if b.partition == partition for r in unpack(b.value())]
         assert lines == [m[3] for m in messages if m[1] == partition]

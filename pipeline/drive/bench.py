@@ -146,7 +146,7 @@ def encode(records: Sequence[RawRecord], topics: Topics = DEFAULT) -> list[Messa
     replay): batches per raw topic (``schemas.raw_batch``), keyed by event id; one partition
     per raw topic, as created."""
     placed = ((topics.raw[r.source], 0, r.event_id.encode(), r.to_json()) for r in records)
-    return [(b.topic, b.partition, b.key, b.value(), len(b.records)) for b in batched(placed)]
+    return [(b.topic, b.partition, b.key, b.value(), b.count) for b in batched(placed)]
 
 
 def record_count(messages: Sequence[Message]) -> int:

@@ -126,8 +126,8 @@ def produce_raw(bootstrap: str, records: Iterable[RawRecord], key: Callable[[Raw
     n = 0
     for batch in batched(map(placed, records)):
         producer.send(batch.topic, key=batch.key, value=batch.value(), partition=batch.partition,
-                      headers=raw_batch_headers(len(batch.records)))
-        n += len(batch.records)
+                      headers=raw_batch_headers(batch.count))
+        n += batch.count
     producer.flush()
     producer.close()
     return n
