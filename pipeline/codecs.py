@@ -42,8 +42,8 @@ class OrjsonCodec(codecs.Codec):
 
 
 def _json_form(obj: Any) -> Any:
-    if isinstance(obj, BaseModel):
-        return obj.model_dump(mode="json")
+    if isinstance(obj, BaseModel):  # its JSON, written by pydantic and embedded as it is
+        return orjson.Fragment(obj.__pydantic_serializer__.to_json(obj))
     raise TypeError(f"{type(obj).__name__} is not JSON serializable")
 
 
