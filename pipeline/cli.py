@@ -138,11 +138,13 @@ def tail(topic: str, account: str | None, from_beginning: bool, no_follow: bool,
               help="Runs, each on a fresh embedded broker; the last line is the median ratio.")
 @click.option("--transports", default=10_000, show_default=True,
               help="Records per connector transport benchmark (0 to skip).")
+@click.option("--workers", "stream_workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Stream workers in phase (b), one consumer group; their partitions are printed.")
 @click.option("--state", "state_accounts", type=click.IntRange(min=1), default=None, is_flag=False,
               flag_value=100_000, help="Instead: restart-to-ready and memory per 100k accounts of each table "
                                        "store (memory, rocksdict), with state for N accounts (default 100,000).")
 def bench(accounts: int, records: int | None, seed: int, repeat: int, transports: int,
-          state_accounts: int | None) -> None:
+          stream_workers: int, state_accounts: int | None) -> None:
     """Measure raw consume→decode→produce, the real pipeline and a bare Faust agent on the same
     preloaded events, same broker; then each connector transport's throughput into Kafka."""
     if state_accounts is not None:
@@ -154,7 +156,7 @@ def bench(accounts: int, records: int | None, seed: int, repeat: int, transports
 
     try:
         run_bench(Settings.from_env(), accounts=accounts, seed=seed, echo=click.echo, transports=transports,
-                  records=records, repeat=repeat)
+                  records=records, repeat=repeat, stream_workers=stream_workers)
     except BenchUsageError as exc:
         raise click.UsageError(str(exc)) from exc
 

@@ -73,6 +73,14 @@ def is_ready(pipeline: LifecyclePipeline) -> bool:
     return bool(recovered and not app.rebalancing and pipeline.started)
 
 
+def owned(tps: Any) -> dict[str, list[int]]:
+    """Topic partitions as topic → sorted partitions (what /assignment shows)."""
+    out: dict[str, list[int]] = {}
+    for tp in tps:
+        out.setdefault(tp.topic, []).append(tp.partition)
+    return {topic: sorted(parts) for topic, parts in sorted(out.items())}
+
+
 def install(pipeline: LifecyclePipeline) -> None:
     global _faust_metrics
     app = pipeline.app
@@ -88,6 +96,12 @@ def install(pipeline: LifecyclePipeline) -> None:
     @app.page("/healthz")
     async def healthz(self: web.View, request: web.Request) -> web.Response:
         return self.json({"status": "ok"})
+
+    @app.page("/assignment")
+    async def assignment_page(self: web.View, request: web.Request) -> web.Response:
+        """The partitions this worker owns (active) and keeps warm (standby), topic → partitions."""
+        return self.json({"active": owned(app.assignor.assigned_actives()),
+                          "standby": owned(app.assignor.assigned_standbys())})
 
     @app.page("/readyz")
     async def readyz(self: web.View, request: web.Request) -> web.Response:

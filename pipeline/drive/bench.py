@@ -259,11 +259,67 @@ class CommitWatch:
         self.close()
 
 
+@dataclass(frozen=True)
+class Ready:
+    """A timed process: when it became ready (``time.perf_counter``) and its CPU seconds then."""
+
+    pid: int
+    at: float
+    cpu: float
+
+    @classmethod
+    def now(cls, pid: int) -> Ready:
+        return cls(pid, time.perf_counter(), cpu_seconds(pid))
+
+
+def time_processes(watch: CommitWatch, ready: Sequence[Ready], group: str, topics: Sequence[str],
+                   records: int) -> Rate:
+    """From the first process's readiness until ``group`` (run by those processes) has committed
+    all of ``topics``; the CPU each spent after its own readiness, and their peak RSS summed."""
+    called = time.perf_counter()
+    seconds, cpu_after = watch.wait(group, topics, lambda: [cpu_seconds(r.pid) for r in ready],
+                                    timeout=300 + records / 100)
+    return Rate(records, called + seconds - min(r.at for r in ready),
+                sum(after - r.cpu for r, after in zip(ready, cpu_after)), sum(peak_rss_mib(r.pid) for r in ready))
+
+
 def time_process(watch: CommitWatch, pid: int, group: str, topics: Sequence[str], records: int) -> Rate:
     """From now until ``group`` (run by process ``pid``) has committed all of ``topics``."""
-    cpu_before = cpu_seconds(pid)
-    seconds, cpu_after = watch.wait(group, topics, lambda: cpu_seconds(pid), timeout=300 + records / 100)
-    return Rate(records, seconds, cpu_after - cpu_before, peak_rss_mib(pid))
+    return time_processes(watch, [Ready.now(pid)], group, topics, records)
+
+
+def start_workers(settings: Settings, count: int, ready_timeout: float = 90.0) -> list[tuple[WorkerProcess, Ready]]:
+    """``count`` stream workers of one group, started together (each its data dir and log);
+    each with its readiness. A worker that joins after another began pays for the rebalance
+    in the timing, as scaling out does."""
+    workers = [WorkerProcess(settings.with_(data_dir=settings.data_dir / f"worker-{i}"),
+                             settings.data_dir / f"worker-{i}.log", ready_timeout).launch() for i in range(count)]
+    ready: dict[int, Ready] = {}
+    deadline = time.monotonic() + ready_timeout
+    try:
+        while len(ready) < count:
+            for i, worker in enumerate(workers):
+                if i not in ready and worker.ready(deadline):
+                    assert worker.proc is not None
+                    ready[i] = Ready.now(worker.proc.pid)
+            time.sleep(0.1)
+    except BaseException:
+        for worker in workers:
+            worker.stop()
+        raise
+    return [(worker, ready[i]) for i, worker in enumerate(workers)]
+
+
+def assignment(workers: Sequence[WorkerProcess]) -> list[str]:
+    """Each worker and the input partitions it owns (its ``/assignment``; tables' changelogs,
+    which follow their input partitions, left out), one line each."""
+    lines = []
+    for i, worker in enumerate(workers):
+        active = orjson.loads(worker.fetch("/assignment"))["active"]
+        inputs = {topic: parts for topic, parts in active.items()
+                  if not topic.endswith("-changelog") and "__assignor" not in topic}
+        lines.append(f"worker {i} owns " + "; ".join(f"{topic} {parts}" for topic, parts in inputs.items()))
+    return lines
 
 
 # ---- (a) the raw ceiling --------------------------------------------------------------------
@@ -370,7 +426,8 @@ def floor_process(settings: Settings, ready_timeout: float = 90.0) -> Iterator[i
 
 # ---- one run ---------------------------------------------------------------------------------
 
-def run_once(settings: Settings, messages: Sequence[Message], echo: Echo, transports: int) -> RunResult:
+def run_once(settings: Settings, messages: Sequence[Message], echo: Echo, transports: int,
+             stream_workers: int = 1) -> RunResult:
     """Preload, then (a), (b), (c) on one broker; then the connector transports if asked."""
     n = record_count(messages)
     topics = settings.topics
@@ -395,13 +452,18 @@ def run_once(settings: Settings, messages: Sequence[Message], echo: Echo, transp
         per_record, _ = asyncio.run(raw_ceiling(bootstrap, ends, n, topics.name(RAW_OUT), batch_out=False))
         echo(f"    (for reference, producing each record alone: {per_record.describe()})")
 
-        worker = WorkerProcess(s.with_(app_id=PIPELINE_APP_ID, role="stream"), s.data_dir / "worker.log").start()
+        workers = start_workers(s.with_(app_id=PIPELINE_APP_ID, role="stream"), stream_workers)
         try:
-            assert worker.proc is not None
-            pipeline = time_process(watch, worker.proc.pid, PIPELINE_APP_ID, internal_topics(topics), n)
+            pipeline = time_processes(watch, [ready for _, ready in workers], PIPELINE_APP_ID,
+                                      internal_topics(topics), n)
+            owners = assignment([worker for worker, _ in workers]) if stream_workers > 1 else []
         finally:
-            worker.stop()
-        echo(f"(b) pipeline: a stream worker, ingest(parse+identity)→accounts: {pipeline.describe()}")
+            for worker, _ in workers:
+                worker.stop()
+        who = "a stream worker" if stream_workers == 1 else f"{stream_workers} stream workers (CPU and RSS summed)"
+        echo(f"(b) pipeline: {who}, ingest(parse+identity)→accounts: {pipeline.describe()}")
+        for line in owners:
+            echo(f"    {line}")
         outputs = sink_topics(topics)
         written = sum(watch.fix(outputs).values())
         sink = WorkerProcess(s.with_(app_id=PIPELINE_APP_ID, role="sink"), s.data_dir / "sink.log").start()
@@ -436,7 +498,8 @@ def _bootstrap(settings: Settings) -> str:
 
 
 def run_bench(settings: Settings, accounts: int = 600, seed: int = 11, echo: Echo = print,
-              transports: int = 10_000, records: int | None = None, repeat: int = 1) -> dict[str, float]:
+              transports: int = 10_000, records: int | None = None, repeat: int = 1,
+              stream_workers: int = 1) -> dict[str, float]:
     """``repeat`` runs on the same sample, each on a fresh broker; the last line is the median ratio."""
     if repeat > 1 and settings.bootstrap_servers:
         raise BenchUsageError("--repeat needs a fresh broker per run: unset KAFKA_BOOTSTRAP_SERVERS")
@@ -453,7 +516,7 @@ def run_bench(settings: Settings, accounts: int = 600, seed: int = 11, echo: Ech
         run_dir.mkdir(parents=True)
         run_settings = settings.with_(data_dir=run_dir, commit_interval=0.5,
                                       database_url=f"sqlite:///{run_dir / 'readmodel.db'}")
-        results.append(run_once(run_settings, messages, echo, transports if i == repeat - 1 else 0))
+        results.append(run_once(run_settings, messages, echo, transports if i == repeat - 1 else 0, stream_workers))
     ratio = statistics.median(r.ratio for r in results)
     floor_ratio = statistics.median(r.floor_ratio for r in results)
     echo(f"bench process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")

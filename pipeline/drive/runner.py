@@ -41,6 +41,15 @@ class WorkerProcess:
         return f"http://{self.settings.web_host}:{self.settings.web_port}"
 
     def start(self) -> WorkerProcess:
+        self.launch()
+        deadline = time.monotonic() + self.ready_timeout
+        while not self.ready(deadline):
+            time.sleep(0.2)
+        return self
+
+    def launch(self) -> WorkerProcess:
+        """Start the process, not waiting for it (``ready``). From the thread that will outlive it:
+        ``die_with_parent`` ends the child when the thread that started it ends."""
         env = os.environ.copy() | self.settings.to_env()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
@@ -48,15 +57,19 @@ class WorkerProcess:
                                      stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      preexec_fn=die_with_parent)
         log.close()
-        deadline = time.monotonic() + self.ready_timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"worker exited with {self.proc.returncode}; log:\n{self.tail()}")
-            if self.get("/readyz", quiet=True) == 200:
-                return self
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"worker not ready after {self.ready_timeout}s; log:\n{self.tail()}")
+        return self
+
+    def ready(self, deadline: float) -> bool:
+        """Whether /readyz says 200 now; raises if the worker exited or ``deadline`` passed."""
+        assert self.proc is not None, "launch() first"
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"worker exited with {self.proc.returncode}; log:\n{self.tail()}")
+        if self.get("/readyz", quiet=True) == 200:
+            return True
+        if time.monotonic() >= deadline:
+            self.stop()
+            raise RuntimeError(f"worker not ready after {self.ready_timeout}s; log:\n{self.tail()}")
+        return False
 
     def get(self, path: str, quiet: bool = False) -> int | None:
         try:

@@ -57,6 +57,10 @@ def test_sample_history_ends_where_each_story_ends(start_worker, base_settings, 
     assert timeline["current_stage"] == some.path[-1]
     assert [e for e in timeline["entries"] if e["kind"] == "transition"]
     assert worker.get("/readyz") == 200 and worker.get("/healthz") == 200
+    # A lone worker owns every input partition: the raw topics and all account partitions.
+    owned = json.loads(worker.fetch("/assignment"))["active"]
+    assert {topic: owned.get(topic) for topic in T.RAW.values()} == {topic: [0] for topic in T.RAW.values()}
+    assert owned[T.ACCOUNT_EVENTS] == list(range(base_settings.partitions))
 
     dead = read_topic(base_settings.bootstrap_servers, T.DEAD_LETTER, DeadLetter)[dead_before:]
     assert len(dead) == expected_dead_letters(config)
