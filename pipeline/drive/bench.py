@@ -310,18 +310,6 @@ def start_workers(settings: Settings, count: int, ready_timeout: float = 90.0) -
     return [(worker, ready[i]) for i, worker in enumerate(workers)]
 
 
-def assignment(workers: Sequence[WorkerProcess]) -> list[str]:
-    """Each worker and the input partitions it owns (its ``/assignment``; tables' changelogs,
-    which follow their input partitions, left out), one line each."""
-    lines = []
-    for i, worker in enumerate(workers):
-        active = orjson.loads(worker.fetch("/assignment"))["active"]
-        inputs = {topic: parts for topic, parts in active.items()
-                  if not topic.endswith("-changelog") and "__assignor" not in topic}
-        lines.append(f"worker {i} owns " + "; ".join(f"{topic} {parts}" for topic, parts in inputs.items()))
-    return lines
-
-
 # ---- (a) the raw ceiling --------------------------------------------------------------------
 
 async def _raw_pass(consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, ends: dict[TopicPartition, int],
@@ -456,7 +444,7 @@ def run_once(settings: Settings, messages: Sequence[Message], echo: Echo, transp
         try:
             pipeline = time_processes(watch, [ready for _, ready in workers], PIPELINE_APP_ID,
                                       internal_topics(topics), n)
-            owners = assignment([worker for worker, _ in workers]) if stream_workers > 1 else []
+            owners = [f"worker {i} owns {w.owned_inputs()}" for i, (w, _) in enumerate(workers)] if stream_workers > 1 else []
         finally:
             for worker, _ in workers:
                 worker.stop()

@@ -14,6 +14,7 @@ import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
@@ -85,6 +86,13 @@ class WorkerProcess:
     def fetch(self, path: str) -> bytes:
         with urllib.request.urlopen(self.url + path, timeout=10) as resp:
             return resp.read()
+
+    def owned_inputs(self) -> str:
+        """The input partitions this worker owns now, from its ``/assignment`` (tables' changelogs,
+        which follow their input partitions, left out): ``topic [partitions]; ...``."""
+        active: dict[str, list[int]] = orjson.loads(self.fetch("/assignment"))["active"]
+        return "; ".join(f"{topic} {parts}" for topic, parts in active.items()
+                         if not topic.endswith("-changelog") and "__assignor" not in topic) or "-"
 
     def stop(self, timeout: float = 30.0) -> int | None:
         proc, self.proc = self.proc, None

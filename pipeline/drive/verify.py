@@ -378,6 +378,12 @@ class ScenarioRun:
         for future in [self._spawners.submit(p.start) for p in procs]:
             future.result()
         self.note("ready: " + ", ".join(f"w{s}" for s in slots))
+        if len(self.workers) > 1:
+            for slot, worker in sorted(self.workers.items()):
+                try:
+                    self.note(f"w{slot} owns {worker.owned_inputs()}")
+                except OSError as exc:  # the timeline is for the reader; the verdict does not depend on it
+                    self.note(f"w{slot}: /assignment unanswered ({exc})")
 
     def _process(self, slot: int) -> WorkerProcess:
         n = self.incarnations[slot] = self.incarnations.get(slot, -1) + 1
