@@ -66,3 +66,25 @@ def test_the_journey_config_is_a_leaf_of_the_core() -> None:
     assert loaders == []
     for tracker in ("sla", "handoffs", "engine", "state"):
         assert "pipeline.core.journey" in _core_imports(tracker), tracker
+
+
+def test_the_core_import_graph_has_no_cycle() -> None:
+    """Issue 9, item 7: no circle held together by ``TYPE_CHECKING`` guards. The trackers type
+    the account they read as ``core.visits.AccountView``, not ``core.state.AccountState`` (which
+    holds their states), so every core module, type-only imports included, sits in a DAG."""
+    graph = {p.stem: {m.rsplit(".", 1)[1] for m in _core_imports(p.stem) if m.startswith("pipeline.core.")}
+             for p in CORE.glob("*.py") if p.stem != "__init__"}
+    assert sorted(p.name for p in CORE.glob("*.py") if "TYPE_CHECKING" in p.read_text()) == []
+    done: set[str] = set()
+
+    def visit(node: str, path: tuple[str, ...]) -> None:
+        assert node not in path, f"import cycle: {' -> '.join((*path, node))}"
+        if node in done:
+            return
+        for dep in sorted(graph.get(node, ())):
+            visit(dep, (*path, node))
+        done.add(node)
+
+    for module in sorted(graph):
+        visit(module, ())
+    assert {"state", "sla", "handoffs", "visits"} <= done

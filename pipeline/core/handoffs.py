@@ -16,7 +16,7 @@ handoff accepted. Every status change re-emits the record with the same
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,13 +25,11 @@ from pipeline.core.durations import Unit
 from pipeline.core.handoff_rules import HandoffConfig, NamedEvent, ReceivingTeam
 from pipeline.core.journey import JourneyDefinition
 from pipeline.core.predicates import AnyOf
+from pipeline.core.visits import AccountView
 from schemas.base import UtcDatetime
 from schemas.events import LifecycleEvent
 from schemas.handoffs import Handoff, HandoffStatus
 from schemas.transitions import StageTransition
-
-if TYPE_CHECKING:
-    from pipeline.core.state import AccountState
 
 __all__ = ["STAGE_CHANGE", "HandoffConfig", "NamedEvent", "ReceivingTeam", "OpenHandoff", "HandoffState",
            "HandoffTracker"]
@@ -74,7 +72,7 @@ class HandoffTracker:
         self._first_actions: dict[str, AnyOf] = {}   # per receiving team
 
     # ---- the three calls AccountLogic makes ----------------------------------------
-    def on_event(self, state: HandoffState, account: AccountState, event: LifecycleEvent,
+    def on_event(self, state: HandoffState, account: AccountView, event: LifecycleEvent,
                  transitions: list[StageTransition], emitted_at: datetime) -> list[Handoff]:
         out = self._first_action(state, account, event, emitted_at)
         self._note_receiver(state, account)
@@ -95,7 +93,7 @@ class HandoffTracker:
                                     account.crm_owner_id, emitted_at)
         return out
 
-    def on_tick(self, state: HandoffState, account: AccountState, now: datetime,
+    def on_tick(self, state: HandoffState, account: AccountView, now: datetime,
                 emitted_at: datetime) -> list[Handoff]:
         if all(h.due_at() > now for h in state.open):
             return []   # nothing is due: _advance would fire nothing and keep every handoff
@@ -111,7 +109,7 @@ class HandoffTracker:
         return min((h.due_at() for h in state.open), default=None)
 
     # ---- opening -----------------------------------------------------------------------
-    def _segment(self, account: AccountState) -> str:
+    def _segment(self, account: AccountView) -> str:
         return account.segment_of(self.journey.segmentation)
 
     def _before_contract(self, stage_id: str) -> bool:
@@ -132,7 +130,7 @@ class HandoffTracker:
                 # the named route hands over at its named event, not at the owner change
                 and (tr.from_owner_team, tr.to_owner_team) != (route.from_, route.to))
 
-    def _open_named(self, state: HandoffState, account: AccountState, mode: NamedEvent, from_stage: str | None,
+    def _open_named(self, state: HandoffState, account: AccountView, mode: NamedEvent, from_stage: str | None,
                     to_stage: str, trigger_event_id: str, occurred_at: datetime, owner: str | None,
                     emitted_at: datetime) -> list[Handoff]:
         if state.named_opened:
@@ -142,7 +140,7 @@ class HandoffTracker:
         return self._open(state, account, route.from_, route.to, from_stage, to_stage, mode.value,
                           trigger_event_id, occurred_at, owner, emitted_at)
 
-    def _open(self, state: HandoffState, account: AccountState, from_team: str | None, to_team: str,
+    def _open(self, state: HandoffState, account: AccountView, from_team: str | None, to_team: str,
               from_stage: str | None, to_stage: str, handoff_event: str, trigger_event_id: str,
               occurred_at: datetime, owner: str | None, emitted_at: datetime) -> list[Handoff]:
         handoff_id = Handoff.make_id(account.account_id, to_team, trigger_event_id)
@@ -164,7 +162,7 @@ class HandoffTracker:
     def _ordered(self, state: HandoffState) -> list[OpenHandoff]:
         return sorted(state.open, key=lambda h: (h.due_at(), h.record.handoff_id))
 
-    def _note_receiver(self, state: HandoffState, account: AccountState) -> None:
+    def _note_receiver(self, state: HandoffState, account: AccountView) -> None:
         """A new CRM owner while a handoff is open is the receiving owner (shown in its next version)."""
         for h in state.open:
             r = h.record
@@ -172,7 +170,7 @@ class HandoffTracker:
                 # A copy: the emitted record must not change under its consumer.
                 h.record = r.model_copy(update={"to_owner": account.crm_owner_id})
 
-    def _first_action(self, state: HandoffState, account: AccountState, event: LifecycleEvent,
+    def _first_action(self, state: HandoffState, account: AccountView, event: LifecycleEvent,
                       emitted_at: datetime) -> list[Handoff]:
         out: list[Handoff] = []
         if not state.open:

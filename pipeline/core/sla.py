@@ -22,7 +22,7 @@ deadline and ``met_late`` when the expected thing finally happens.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -31,13 +31,11 @@ from pipeline.core.durations import Duration, DurationError
 from pipeline.core.journey import JourneyDefinition
 from pipeline.core.predicates import KindIndex, lookup
 from pipeline.core.sla_rules import PROMISED_TTV_ID, Anchor, PromisedTtvConfig, Severity, SlaKind, SlaRule
+from pipeline.core.visits import AccountView
 from schemas.base import UtcDatetime
 from schemas.events import LifecycleEvent
 from schemas.sla import SlaBreach, SlaBreachStatus
 from schemas.transitions import StageTransition
-
-if TYPE_CHECKING:
-    from pipeline.core.state import AccountState
 
 __all__ = ["PROMISED_TTV_ID", "Anchor", "PromisedTtvConfig", "Severity", "SlaKind", "SlaRule", "SlaClock",
            "SlaState", "SlaTracker"]
@@ -89,7 +87,7 @@ class SlaTracker:
             (r, [a.event for a in r.start if a.event is not None]) for r in self.rules.values())
 
     # ---- the three calls AccountLogic makes ----------------------------------------
-    def on_event(self, state: SlaState, account: AccountState, event: LifecycleEvent,
+    def on_event(self, state: SlaState, account: AccountView, event: LifecycleEvent,
                  transitions: list[StageTransition], emitted_at: datetime) -> list[SlaBreach]:
         out: list[SlaBreach] = []
         self._note_promise(state, event)
@@ -111,7 +109,7 @@ class SlaTracker:
         self._open_promise_after_the_fact(state, account)
         return out
 
-    def on_tick(self, state: SlaState, account: AccountState, now: datetime,
+    def on_tick(self, state: SlaState, account: AccountView, now: datetime,
                 emitted_at: datetime) -> list[SlaBreach]:
         if self._none_due(state, now):
             return []
@@ -172,7 +170,7 @@ class SlaTracker:
             except DurationError:
                 pass  # a free-text promise we cannot read sets no clock rather than stopping the stream
 
-    def _open_promise_after_the_fact(self, state: SlaState, account: AccountState) -> None:
+    def _open_promise_after_the_fact(self, state: SlaState, account: AccountView) -> None:
         """A promise recorded after the account entered the start stage still runs from that entry."""
         if not self.promised.enabled or state.promise is None:
             return
@@ -188,7 +186,7 @@ class SlaTracker:
                                visit.trigger_event_id, visit.entered_at, None)
                 return
 
-    def _open(self, state: SlaState, account: AccountState, rule: SlaRule, start_event_id: str,
+    def _open(self, state: SlaState, account: AccountView, rule: SlaRule, start_event_id: str,
               started_at: datetime, event: LifecycleEvent | None) -> None:
         if not rule.applies_to(account.segment_of(self.journey.segmentation)):
             return
@@ -231,7 +229,7 @@ class SlaTracker:
         state.clocks = [c for c in state.clocks
                         if (rule := self.rule_of(c)) is not None and stage not in rule.cancel_on_stages]
 
-    def _meet(self, state: SlaState, account: AccountState, at: datetime, event_id: str,
+    def _meet(self, state: SlaState, account: AccountView, at: datetime, event_id: str,
               hit: Callable[[SlaRule], bool], emitted_at: datetime) -> list[SlaBreach]:
         """The expected thing happened at ``at`` (``hit``: one of the rule's expect anchors):
         close (or, for inactivity, restart) matching clocks."""
@@ -254,7 +252,7 @@ class SlaTracker:
                 _drop(state, clock)
         return out
 
-    def _advance(self, account: AccountState, clock: SlaClock, rule: SlaRule, now: datetime,
+    def _advance(self, account: AccountView, clock: SlaClock, rule: SlaRule, now: datetime,
                  emitted_at: datetime) -> tuple[list[SlaBreach], bool]:
         """Fire what is due on one clock by ``now``: its breach, or the end of its window.
         Returns the records and whether the clock is still open."""
@@ -266,7 +264,7 @@ class SlaTracker:
             return [self._record(account, rule, clock, SlaBreachStatus.BREACHED, now, emitted_at)], True
         return [], False  # the inactivity window closed with no gap long enough
 
-    def _record(self, account: AccountState, rule: SlaRule, clock: SlaClock, status: SlaBreachStatus,
+    def _record(self, account: AccountView, rule: SlaRule, clock: SlaClock, status: SlaBreachStatus,
                 detected_at: datetime, emitted_at: datetime, met_at: datetime | None = None,
                 met_event_id: str | None = None) -> SlaBreach:
         breach_id = SlaBreach.make_id(account.account_id, rule.id, clock.start_event_id)

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.core.handoffs import HandoffState
 from pipeline.core.sla import SlaState
+from pipeline.core.visits import StageVisit
 from schemas.accounts import AccountMessage
 from schemas.base import UtcDatetime
 from schemas.events import LifecycleEvent
@@ -18,15 +19,6 @@ from pipeline.core.journey import Segmentation
 JOURNAL_KEPT = 300    # events that mattered to the journey, re-played into the survivor on a merge
 RECENT_IDS = 64       # idempotency window: re-deliveries after a crash replay the last uncommitted batch
 IGNORED_KEPT = 20
-
-
-class StageVisit(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    stage: str
-    entered_at: UtcDatetime
-    trigger_event_id: str
-    inferred: bool = False
 
 
 class IgnoredMove(BaseModel):
