@@ -35,3 +35,12 @@ def test_the_preload_is_the_records_in_batches_per_topic_in_order():
     for source, topic in T.RAW.items():
         lines = [line for t, _, _, value, _ in messages if t == topic for line in unpack(value)]
         assert lines == [r.to_json() for r in records if r.source == source]
+
+
+def test_the_pure_path_line_runs_the_offline_driver_over_the_preloaded_messages(tmp_path):
+    from pipeline.drive.bench import pure_path
+    from pipeline.settings import Settings
+
+    messages = encode(sample(accounts=3, seed=11, records=None)[0])
+    rate = pure_path(Settings(data_dir=tmp_path), messages, passes=2)
+    assert rate.records == record_count(messages) and rate.cpu_seconds > 0 and rate.seconds > 0
