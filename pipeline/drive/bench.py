@@ -52,7 +52,7 @@ from kafka.admin import KafkaAdminClient
 
 from pipeline.broker import die_with_parent
 from pipeline.agents.sink import sink_topics
-from pipeline.drive.runner import WorkerProcess, internal_topics
+from pipeline.drive.runner import WorkerProcess, internal_topics, start_together
 from pipeline.kafka_clients import client_kwargs
 from pipeline.topic_reads import READ_FETCH, true_end_offsets
 from pipeline.runtime import broker_for, create_topics
@@ -293,20 +293,14 @@ def start_workers(settings: Settings, count: int, ready_timeout: float = 90.0) -
     each with its readiness. A worker that joins after another began pays for the rebalance
     in the timing, as scaling out does."""
     workers = [WorkerProcess(settings.with_(data_dir=settings.data_dir / f"worker-{i}"),
-                             settings.data_dir / f"worker-{i}.log", ready_timeout).launch() for i in range(count)]
+                             settings.data_dir / f"worker-{i}.log", ready_timeout) for i in range(count)]
     ready: dict[int, Ready] = {}
-    deadline = time.monotonic() + ready_timeout
-    try:
-        while len(ready) < count:
-            for i, worker in enumerate(workers):
-                if i not in ready and worker.ready(deadline):
-                    assert worker.proc is not None
-                    ready[i] = Ready.now(worker.proc.pid)
-            time.sleep(0.1)
-    except BaseException:
-        for worker in workers:
-            worker.stop()
-        raise
+
+    def note(i: int, worker: WorkerProcess) -> None:
+        assert worker.proc is not None
+        ready[i] = Ready.now(worker.proc.pid)
+
+    start_together(workers, note)
     return [(worker, ready[i]) for i, worker in enumerate(workers)]
 
 

@@ -42,10 +42,7 @@ class WorkerProcess:
         return f"http://{self.settings.web_host}:{self.settings.web_port}"
 
     def start(self) -> WorkerProcess:
-        self.launch()
-        deadline = time.monotonic() + self.ready_timeout
-        while not self.ready(deadline):
-            time.sleep(0.2)
+        start_together([self])
         return self
 
     def launch(self) -> WorkerProcess:
@@ -87,11 +84,14 @@ class WorkerProcess:
         with urllib.request.urlopen(self.url + path, timeout=10) as resp:
             return resp.read()
 
+    def assignment(self) -> dict[str, list[int]]:
+        """The partitions this worker owns now, topic → partitions (its ``/assignment``, active)."""
+        return orjson.loads(self.fetch("/assignment"))["active"]
+
     def owned_inputs(self) -> str:
-        """The input partitions this worker owns now, from its ``/assignment`` (tables' changelogs,
-        which follow their input partitions, left out): ``topic [partitions]; ...``."""
-        active: dict[str, list[int]] = orjson.loads(self.fetch("/assignment"))["active"]
-        return "; ".join(f"{topic} {parts}" for topic, parts in active.items()
+        """The input partitions this worker owns now (tables' changelogs, which follow their input
+        partitions, left out): ``topic [partitions]; ...``."""
+        return "; ".join(f"{topic} {parts}" for topic, parts in self.assignment().items()
                          if not topic.endswith("-changelog") and "__assignor" not in topic) or "-"
 
     def stop(self, timeout: float = 30.0) -> int | None:
@@ -125,6 +125,31 @@ class WorkerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def start_together(workers: Sequence[WorkerProcess],
+                   on_ready: Callable[[int, WorkerProcess], None] | None = None) -> None:
+    """Launch ``workers`` at once (a group forms as in a deployment) and wait until each answers
+    /readyz, each within its own ``ready_timeout``; ``on_ready(i, worker)`` as each becomes ready.
+    Launched from this thread, so they live as long as it does (``die_with_parent``). If one
+    fails, all are stopped."""
+    for worker in workers:
+        worker.launch()
+    deadlines = [time.monotonic() + w.ready_timeout for w in workers]
+    waiting = set(range(len(workers)))
+    try:
+        while waiting:
+            for i in sorted(waiting):
+                if workers[i].ready(deadlines[i]):
+                    waiting.discard(i)
+                    if on_ready is not None:
+                        on_ready(i, workers[i])
+            if waiting:
+                time.sleep(0.1)
+    except BaseException:
+        for worker in workers:
+            worker.stop()
+        raise
 
 
 def produce_raw(bootstrap: str, records: Iterable[RawRecord], key: Callable[[RawRecord], str] | None = None,

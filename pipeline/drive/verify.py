@@ -35,7 +35,6 @@ import random
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,7 +44,7 @@ import orjson
 from kafka import KafkaConsumer
 
 from pipeline.broker import EmbeddedBroker, free_port
-from pipeline.drive.runner import WorkerProcess, internal_topics, produce_raw, wait_caught_up
+from pipeline.drive.runner import WorkerProcess, internal_topics, produce_raw, start_together, wait_caught_up
 from pipeline.kafka_clients import client_kwargs
 from pipeline.topic_reads import read_topic, table_snapshot, topics_end_offsets
 from pipeline.runtime import create_topics
@@ -358,9 +357,6 @@ class ScenarioRun:
         self.timeline: list[tuple[float, str]] = []
         self.measured: float | None = None
         self._t0 = time.monotonic()
-        # Workers die with the *thread* that spawned them (PR_SET_PDEATHSIG), so they are spawned from
-        # threads that live as long as the scenario; a pool also lets a group start together.
-        self._spawners = ThreadPoolExecutor(max_workers=4, thread_name_prefix=f"verify-{name}")
 
     @property
     def bootstrap(self) -> str:
@@ -374,9 +370,7 @@ class ScenarioRun:
 
     def start(self, *slots: int) -> None:
         """Start workers together (a group forms as in a deployment); each has its own data dir and port."""
-        procs = [self._process(slot) for slot in slots]
-        for future in [self._spawners.submit(p.start) for p in procs]:
-            future.result()
+        start_together([self._process(slot) for slot in slots])
         self.note("ready: " + ", ".join(f"w{s}" for s in slots))
         if len(self.workers) > 1:
             for slot, worker in sorted(self.workers.items()):
@@ -447,7 +441,6 @@ class ScenarioRun:
         slots = list(self.workers)
         for slot in slots:
             self.workers.pop(slot).stop()
-        self._spawners.shutdown()
         if slots:
             self.note("stopped: " + ", ".join(f"w{s}" for s in slots))
 

@@ -7,17 +7,14 @@ from __future__ import annotations
 
 import time
 
-import orjson
-
 from pipeline.drive.bench import start_workers
+from pipeline.drive.runner import WorkerProcess
 from schemas import topics as T
 from tests.integration.conftest import unique_settings
 
 
-def _owned(worker) -> dict[str, list[int]] | None:
-    if worker.get("/readyz", quiet=True) != 200:
-        return None
-    return orjson.loads(worker.fetch("/assignment"))["active"]
+def _owned(worker: WorkerProcess) -> dict[str, list[int]] | None:
+    return worker.assignment() if worker.get("/readyz", quiet=True) == 200 else None
 
 
 def test_two_workers_split_the_account_partitions_and_ingest_stays_whole(base_settings, tmp_path):
