@@ -34,10 +34,13 @@ MAX_BYTES = 512 * 1024
 
 def pack(records: Sequence[bytes]) -> bytes:
     """One message holding ``records`` (each a single-line JSON document)."""
-    for record in records:
-        if SEPARATOR in record:
-            raise ValueError("a raw record must be one line of JSON (RawRecord.to_json never breaks lines)")
-    return SEPARATOR.join(records)
+    return SEPARATOR.join(map(_one_line, records))
+
+
+def _one_line(record: bytes) -> bytes:
+    if SEPARATOR in record:
+        raise ValueError("a raw record must be one line of JSON (RawRecord.to_json never breaks lines)")
+    return record
 
 
 def unpack(value: bytes) -> list[bytes]:
@@ -100,11 +103,9 @@ class Batch:
         return self.count < MAX_RECORDS and self.size + len(record) + 1 <= MAX_BYTES
 
     def add(self, record: bytes) -> None:
-        if SEPARATOR in record:
-            raise ValueError("a raw record must be one line of JSON (RawRecord.to_json never breaks lines)")
         if self.count:
             self.buffer += SEPARATOR
-        self.buffer += record
+        self.buffer += _one_line(record)
         self.count += 1
 
     def value(self) -> bytes:
