@@ -2,14 +2,19 @@
 
 Topology (every arrow a Kafka topic; names in the deployment's namespace)::
 
-    lifecycle.raw.{crm,billing,product,support}   RawRecord (native payloads), 1 partition each
-        └─ ingest (agents/ingest.py): parse → event-time merge (core.merge) → identity → seq number
+    lifecycle.raw.{crm,billing,product,support}   RawRecord batches (native payloads), N partitions each
+        └─ parse (agents/parse.py, on every worker): vendor parsers → canonical events
+             │      ─→ lifecycle.parsed.<source>.<p>   ParsedBatch, one 1-partition topic per raw partition
+             │      (bad input → lifecycle.dead-letter)
+        └─ ingest (agents/ingest.py, one worker: every 1-partition topic lands on one):
+             │      event-time merge (core.merge) → identity → seq number
              │      ─→ lifecycle.account-events   AccountBatch per partition, keyed by account
-             │      (bad input → lifecycle.dead-letter; identity facts → lifecycle.identity)
+             │      (unresolvable events → lifecycle.dead-letter; identity facts → lifecycle.identity)
              └─ accounts (agents/accounts.py; core.partition: engine, SLA, handoffs, merges, the clock)
                   ─→ lifecycle.stage-transitions / .handoffs / .sla-breaches
                   └─ readmodel (agents/sink.py: batched SQL sink; role "sink" runs it alone)
-    timers (agents/timers.py): the ingest release timer; the clock, sent as messages once input is caught up
+    timers (agents/timers.py): the parsers' end-of-partition markers and the ingest release timer;
+        the clock, sent as messages once input is caught up
 
 Output is a function of the input alone (README, Delivery guarantees):
 
@@ -35,8 +40,11 @@ from typing import Any
 import faust
 from faust.types import TP
 
+from pipeline import metrics
+
 from pipeline.agents.accounts import Accounts
 from pipeline.agents.ingest import BATCH_MAX, Ingest
+from pipeline.agents.parse import Parse
 from pipeline.agents.timers import RELEASE_INTERVAL, Timers
 from pipeline.codecs import ORJSON, STR, codec_for
 from pipeline.compat import patch_faust_durable_commit, patch_faust_end_offsets, patch_faust_manual_acks
@@ -124,7 +132,10 @@ class LifecyclePipeline:
     def _build_stream(self, settings: Settings) -> None:
         app, topics = self.app, self.topics
         # ---- topics -----------------------------------------------------------------------------
-        self.raw_topic = app.topic(*topics.raw.values(), value_serializer="raw", key_serializer="raw", partitions=1)
+        self.parsed_topics = topics.parsed(settings.partitions)  # parsed topic → its raw (topic, partition)
+        self.raw_topic = app.topic(*topics.raw.values(), value_serializer="raw", key_serializer="raw",
+                                   partitions=settings.partitions)
+        self.parsed_topic = app.topic(*self.parsed_topics, value_serializer="raw", key_serializer="raw", partitions=1)
         self.account_topic = app.topic(topics.account_events, key_serializer=STR,
                                        value_serializer=codec_for(AccountBatch), partitions=settings.partitions)
         self.transitions_topic = app.topic(topics.stage_transitions, key_serializer=STR,
@@ -149,10 +160,12 @@ class LifecyclePipeline:
         self.identity_writes = (WriteBack(self.identity_links), WriteBack(self.identity_accounts))
         self.resolver = IdentityResolver(self.journey.identity, *self.identity_writes)
         # ---- agents and timers ---------------------------------------------------------------------
+        self.parse = Parse(self)
         self.ingest = Ingest(self)
         self.accounts_agent = Accounts(self)
         self.timers = Timers(self)
-        app.agent(self.raw_topic, name="ingest")(self.ingest.run)
+        app.agent(self.raw_topic, name="parse")(self.parse.run)
+        app.agent(self.parsed_topic, name="ingest")(self.ingest.run)
         app.agent(self.account_topic, name="accounts")(self.accounts_agent.run)
         app.timer(RELEASE_INTERVAL)(self.timers.release)
         app.timer(settings.timer_interval)(self.timers.clock)
@@ -180,11 +193,13 @@ class LifecyclePipeline:
 
     async def _on_revoked(self, sender: Any, revoked: set[TP], **kwargs: Any) -> None:
         if self.settings.role != "sink":
+            await self.parse.on_revoked(revoked)
             await self.ingest.on_revoked(revoked)
             await self.accounts_agent.on_revoked(revoked)
 
     async def _on_assigned(self, sender: Any, assigned: set[TP], **kwargs: Any) -> None:
         if self.settings.role != "sink":
+            await self.parse.on_assigned(assigned)
             await self.ingest.on_assigned(assigned)
             self.accounts_agent.on_assigned(assigned)
 
@@ -202,6 +217,11 @@ class LifecyclePipeline:
             for start in range(0, len(batch), BATCH_MAX):
                 await self.sends.send(self.topics.account_events, batch[start].account_id, partition=partition,
                                       value=dumps(AccountBatch(messages=batch[start:start + BATCH_MAX])))
+
+    async def send_dead_letter(self, record: DeadLetter) -> None:
+        """Counted, and handed to the producer (on the broker before the input is committed)."""
+        metrics.child(metrics.DEAD_LETTERS, record.stage, record.reason).inc()
+        await self.sends.send(self.topics.dead_letter, record.dead_letter_id, dumps(record))
 
     def note_failure(self, exc: BaseException) -> None:
         """A dead agent makes the worker unready (it will not process anything more)."""

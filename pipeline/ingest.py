@@ -21,6 +21,7 @@ from pipeline.core.identity import IdentityResolver, UnresolvableEvent
 from schemas.accounts import AccountMessage
 from schemas.events import DeadLetter, LifecycleEvent, RawRecord
 from schemas.identity import AccountMerged, IdentityDecision
+from schemas.parsed import ParsedBatch, ParsedRecord
 from schemas.raw_batch import unpack
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,26 @@ def parse_message(value: bytes, topic: str, where: str, *, now: datetime, accept
         events.append(sorted((Sourced(ev, line, origin) for ev in parsed.events),
                              key=lambda s: s.event.occurred_at))
     return ParsedMessage(records, events)
+
+
+def to_parsed(parsed: ParsedMessage, offset: int, highwater: int) -> ParsedBatch:
+    """A parsed raw message as the parse stage sends it to the merge (``schemas.parsed``):
+    the records with accepted events only, each with its bytes and place in the message."""
+    return ParsedBatch(offset=offset, position=offset + 1, highwater=highwater, records=len(parsed.records),
+                       parsed=[ParsedRecord(index=i, original=events[0].original.decode(),
+                                            events=[s.event for s in events])
+                               for i, events in enumerate(parsed.events) if events])
+
+
+def from_parsed(batch: ParsedBatch, where: str) -> list[list[Sourced]]:
+    """The merge's side of :func:`to_parsed`: each carried record's events, in event time, with
+    the record's bytes and origin as ``parse_message`` named them (``where``: the raw message)."""
+    out = []
+    for record in batch.parsed:
+        origin = where if batch.records == 1 else f"{where}:{record.index}"
+        original = record.original.encode()
+        out.append([Sourced(ev, original, origin) for ev in record.events])
+    return out
 
 
 def unresolvable_letter(sourced: Sourced, detail: str, *, topic: str, now: datetime) -> DeadLetter:

@@ -31,11 +31,11 @@ def broker_for(settings: Settings) -> Iterator[Settings]:
 
 
 def create_topics(settings: Settings) -> list[str]:
-    """Create every topic of the pipeline in ``settings.topics``' namespace (account-keyed ones with
-    ``settings.partitions``)."""
+    """Create every topic of the pipeline in ``settings.topics``' namespace: the raw and
+    account-keyed ones with ``settings.partitions``, the parsed topics, identity and dead letters with one."""
     assert settings.bootstrap_servers
     topics = settings.topics
-    single = topics.single_partition()  # one ordered view for identity
+    single = topics.single_partition(settings.partitions)  # one ordered view for identity
     keyed = [n for n in topics.all_names() if n not in single]
     created = ensure_topics(settings.bootstrap_servers, keyed, settings.partitions)
     created += ensure_topics(settings.bootstrap_servers, single, 1)

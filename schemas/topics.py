@@ -103,9 +103,16 @@ class Topics:
     def all_names(self) -> list[str]:
         return [spec.name for spec in self.specs]
 
-    def single_partition(self) -> list[str]:
-        """Topics with one partition: the raw topics, identity and dead letters (one ordered view for identity)."""
-        return [*self.raw.values(), self.identity, self.dead_letter]
+    def parsed(self, partitions: int) -> dict[str, tuple[str, int]]:
+        """Internal: the parse stage's topics, one per raw partition (``schemas.parsed``), each
+        named for its raw topic and partition (``lifecycle.parsed.crm.0``) → that raw partition."""
+        return {self.name(f"lifecycle.parsed.{kind.value}.{p}"): (raw, p)
+                for kind, raw in self.raw.items() for p in range(partitions)}
+
+    def single_partition(self, partitions: int) -> list[str]:
+        """Topics with one partition: identity, dead letters and the parsed topics (everything the
+        one ordered identity writer reads or writes lands on one worker)."""
+        return [*self.parsed(partitions), self.identity, self.dead_letter]
 
     def spec(self, name: str) -> TopicSpec:
         return next(s for s in self.specs if s.name == name)

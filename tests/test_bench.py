@@ -2,7 +2,7 @@ import os
 
 from pipeline.drive.bench import Rate, cpu_seconds, encode, peak_rss_mib, record_count, sample
 from schemas import topics as T
-from schemas.raw_batch import MAX_RECORDS, unpack
+from schemas.raw_batch import MAX_RECORDS, partition_for, unpack
 
 
 def test_rate_per_record_figures():
@@ -22,25 +22,28 @@ def test_process_figures_come_from_proc():
 def test_records_option_grows_the_sample_and_cuts_it_exactly():
     records, accounts = sample(accounts=2, seed=11, records=500)
     assert len(records) == 500 and accounts > 2
-    topic, partition, key, value, count = encode(records[:1])[0]
+    topic, partition, key, value, count = encode(records[:1], 4)[0]
     assert topic == T.RAW[records[0].source] and key == records[0].event_id.encode() and value == records[0].to_json()
-    assert (partition, count) == (0, 1)
+    assert (partition, count) == (partition_for(key, 4), 1)
 
 
-def test_the_preload_is_the_records_in_batches_per_topic_in_order():
+def test_the_preload_is_the_records_in_batches_per_partition_in_order():
     records, _ = sample(accounts=2, seed=11, records=1_500)
-    messages = encode(records)
-    assert record_count(messages) == 1_500 and len(messages) < 1_500 / 100
+    messages = encode(records, 2)
+    assert record_count(messages) == 1_500 and len(messages) < 1_500 / 50
     assert all(count <= MAX_RECORDS and len(unpack(value)) == count for _, _, _, value, count in messages)
     for source, topic in T.RAW.items():
-        lines = [line for t, _, _, value, _ in messages if t == topic for line in unpack(value)]
-        assert lines == [r.to_json() for r in records if r.source == source]
+        for p in (0, 1):
+            lines = [line for t, tp, _, value, _ in messages if (t, tp) == (topic, p) for line in unpack(value)]
+            assert lines == [r.to_json() for r in records
+                             if r.source == source and partition_for(r.event_id.encode(), 2) == p]
+            assert lines, "both partitions of every raw topic get records"
 
 
 def test_the_pure_path_line_runs_the_offline_driver_over_the_preloaded_messages(tmp_path):
     from pipeline.drive.bench import pure_path
     from pipeline.settings import Settings
 
-    messages = encode(sample(accounts=3, seed=11, records=None)[0])
+    messages = encode(sample(accounts=3, seed=11, records=None)[0], 4)
     rate = pure_path(Settings(data_dir=tmp_path), messages, passes=2)
     assert rate.records == record_count(messages) and rate.cpu_seconds > 0 and rate.seconds > 0

@@ -32,7 +32,10 @@ def test_a_namespace_prefixes_every_topic() -> None:
     assert all(name == "acme.staging." + plain for name, plain in zip(topics.all_names(), DEFAULT.all_names()))
     assert topics.raw[SourceKind.BILLING] == "acme.staging.lifecycle.raw.billing"
     assert topics.account_events == "acme.staging.lifecycle.account-events"
-    assert set(topics.single_partition()) == {*topics.raw.values(), topics.identity, topics.dead_letter}
+    parsed = topics.parsed(2)
+    assert parsed == {f"acme.staging.lifecycle.parsed.{kind.value}.{p}": (raw, p)
+                      for kind, raw in topics.raw.items() for p in (0, 1)}
+    assert set(topics.single_partition(2)) == {*parsed, topics.identity, topics.dead_letter}
     # the ingest step tells a raw topic's source from its last dot-separated part
     assert topics.raw[SourceKind.SUPPORT].rsplit(".", 1)[-1] == "support"
 

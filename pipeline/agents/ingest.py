@@ -1,12 +1,19 @@
-"""The ingest agent: raw messages (batches of vendor records) → canonical events → event-time
-merge → identity → numbered messages on the account topic.
+"""The ingest agent: parsed messages (``agents/parse.py``, one topic per raw partition) →
+event-time merge → identity → numbered messages on the account topic. It runs on one worker:
+all the parsed topics have one partition, so Faust assigns them together, with the identity
+tables.
 
 Output is a function of the input alone: records are released in a merged order decided by
 the data (``core.merge``: offset-based idleness, no wall-clock quietness), identity is resolved
 in that order, and every message sent is numbered (``seq``), so an account partition applies
-each once. A raw message (a batch, ``schemas.raw_batch``) is the unit of the merge and of the
+each once. A parsed message (one raw message's records) is the unit of the merge and of the
 commit: it is acknowledged only once all its records caused has been sent; its table writes name
 it (``pipeline.tables.source_position``), so recovery resumes exactly at the commit.
+
+The parsers deliver at least once: a raw message parsed again after a parser's restart is
+dropped here by its raw offset. How far each raw partition has been read (the parser's reports,
+``schemas.parsed``) is kept in the ``ingest-progress`` table at the same cut as everything else,
+because after a restart the merge reads only what follows its commit.
 """
 
 from __future__ import annotations
@@ -23,13 +30,13 @@ from faust.types import TP
 from pipeline import metrics
 from pipeline.compat import acknowledge, stale
 from pipeline.core.merge import Item, SourceMerge
-from pipeline.sends import dumps
-from pipeline.ingest import ParsedMessage, Sourced, parse_message, resolve_event, unresolvable_letter
+from pipeline.ingest import Sourced, from_parsed, resolve_event, unresolvable_letter
 from pipeline.tables import source_position
 from schemas.accounts import AccountMessage
 from schemas.cloudevents import ce_headers, source_for
 from schemas.events import DeadLetter
 from schemas.base import Record
+from schemas.parsed import ParsedBatch
 
 if TYPE_CHECKING:
     from pipeline.app import LifecyclePipeline
@@ -47,12 +54,14 @@ class Ingest:
         self.app = pipeline.app
         self.settings = pipeline.settings
         self.topics = pipeline.topics
+        self.raw_of = pipeline.parsed_topics     # parsed topic → its raw (topic, partition)
         self.merge: SourceMerge[TP, tuple[list[Sourced], _Pending]] = SourceMerge(
-            order=lambda tp: (tp.topic, tp.partition))
+            order=lambda tp: self.raw_of[tp.topic])  # the raw partitions' order, as pipeline.offline
         self.lock = asyncio.Lock()               # the merge, the outbox and the identity tables
         self.announced = False                   # "caught up" sent since the last new record
-        self._next_offset: dict[TP, int] = {}     # next raw offset the merge expects, per partition
-        self._assigned: set[TP] = set()           # raw partitions this worker owns now
+        self._next_offset: dict[TP, int] = {}     # next parsed offset the merge expects, per partition
+        self._reports: dict[TP, list[int]] = {}   # per parsed topic: [next raw offset, raw high-water]
+        self._assigned: set[TP] = set()           # parsed partitions this worker owns now
         self._start: dict[TP, int] = {}           # their committed offsets when assigned
         self._outbox: list[AccountMessage] = []
         self._finished: list[_Pending] = []       # messages wholly released, not yet acknowledged
@@ -86,13 +95,15 @@ class Ingest:
                     if message.offset > expected:  # never seen; the merge would go on without them
                         log.error("ingest: %s records %d..%d skipped by the consumer", tp, expected,
                                   message.offset - 1)
-                    parsed = self._parse(event)
+                    records = self._take(tp, ParsedBatch.model_validate_json(event.value))
                     # Each record is one item of the merge, at its oldest event's time (records
                     # of four sources interleave in event time); the message is acknowledged
                     # once all its records are released and sent (see _flush_outbox).
-                    pending = _Pending(event, len(parsed.events))
-                    for events in parsed.events:
-                        self.merge.push(tp, Item(parsed.first(events), (events, pending)))
+                    pending = _Pending(event, len(records))
+                    if not records:  # a marker or a repeat: nothing to release
+                        self._finished.append(pending)
+                    for events in records:
+                        self.merge.push(tp, Item(events[0].event.occurred_at, (events, pending)))
                     self._next_offset[tp] = message.offset + 1
                     self._last_record = time.monotonic()
                     self.announced = False
@@ -149,7 +160,7 @@ class Ingest:
     async def on_revoked(self, revoked: set[TP]) -> None:
         """Before partitions may move: send and commit everything released, so the committed
         offsets are exactly what the identity state has seen (the next owner recovers to them)."""
-        if any(tp.topic in self.topics.raw.values() for tp in revoked):
+        if any(tp.topic in self.raw_of for tp in revoked):
             async with self.lock:
                 await self._flush_outbox()
                 await self.app.consumer.commit()
@@ -169,15 +180,48 @@ class Ingest:
         self._released_at = None
         self._finished, self._open = [], 0  # not acknowledged: read again from the commit
         self._next_offset.clear()
+        self._reports.clear()
         self._watch_from = None
-        self._assigned = {tp for tp in assigned if tp.topic in self.topics.raw.values()}
+        self._assigned = {tp for tp in assigned if tp.topic in self.raw_of}
         self._start = await self.pipeline.committed.get(self._assigned) if self._assigned else {}
         for tp in self._assigned:
             self.merge.add_partition(tp)
 
     # ---- the merge ---------------------------------------------------------------------------
+    def _take(self, tp: TP, batch: ParsedBatch) -> list[list[Sourced]]:
+        """A parsed message's records to merge: none for a marker or for a raw message already
+        taken (a parser's repeat). Either way the parser's report moves on, in ``ingest-progress``,
+        named by this message like every write it causes."""
+        report = self._report(tp) or [0, 0]
+        first = batch.position if batch.offset is None else batch.offset
+        if first > report[0]:
+            log.error("ingest: raw %s/%d records %d..%d never parsed", *self.raw_of[tp.topic], report[0], first - 1)
+        fresh = batch.offset is not None and batch.offset >= report[0]
+        moved = [max(report[0], batch.position), max(report[1], batch.highwater)]
+        if moved != report:
+            self._reports[tp] = moved
+            self.pipeline.ingest_state[f"raw:{tp.topic}"] = moved
+        if not fresh:
+            return []
+        raw_topic, raw_partition = self.raw_of[tp.topic]
+        return from_parsed(batch, f"{raw_topic}/{raw_partition}/{batch.offset}")
+
+    def _report(self, tp: TP) -> list[int] | None:
+        """The parser's last report of ``tp``'s raw partition that this merge has taken:
+        [next raw offset, raw high-water mark]; None before any (or while tables recover)."""
+        report = self._reports.get(tp)
+        if report is None and self.app.flow_control.is_active():
+            stored = self.pipeline.ingest_state.get(f"raw:{tp.topic}")
+            if stored is not None:
+                report = self._reports[tp] = list(stored)
+        return report
+
     def _caught_up(self, tp: TP) -> bool:
-        """Read to its end offset: an empty queue here holds nothing back (offset-based idleness)."""
+        """Its raw partition read to its end by the parser, and every parsed message of it read
+        here: an empty queue holds nothing back (offset-based idleness)."""
+        report = self._report(tp)
+        if report is None or report[0] < report[1]:
+            return False
         highwater = self.app.consumer.highwater(tp)
         if highwater is None:
             return False
@@ -214,7 +258,7 @@ class Ingest:
                 last = (message.topic, message.partition, message.offset)
                 with source_position(*last):
                     for sourced in events:  # in event time
-                        for out in self._resolve(sourced, message.topic):
+                        for out in self._resolve(sourced, self.raw_of[message.topic][0]):
                             seq += 1
                             out.origin, out.seq = "ingest", seq
                             self._outbox.append(out)
@@ -243,7 +287,7 @@ class Ingest:
         source = source_for(self.settings.app_id)
         for topic, key, record in sends:  # identity facts (with CloudEvents headers) and dead letters
             if isinstance(record, DeadLetter):
-                await self.pipeline.sends.send(topic, key, dumps(record))
+                await self.pipeline.send_dead_letter(record)
             else:
                 await self.pipeline.sends.send(topic, key, record.to_json(), headers=ce_headers(record, source))
         if outbox:
@@ -259,25 +303,7 @@ class Ingest:
         for pending in done:
             pending.done()
 
-    # ---- the pure steps (``pipeline.ingest``), with their metrics and dead letters -----------
-    def _parse(self, event: Any) -> ParsedMessage:
-        """One raw message → its records' canonical events (stateless). Anything unusable is
-        queued as a dead letter (the record's own bytes) and yields nothing."""
-        message = event.message
-        parsed = parse_message(event.value, message.topic, f"{message.topic}/{message.partition}/{message.offset}",
-                               now=self.pipeline.wall(), accept_test_mode=self.settings.accept_test_mode,
-                               future_skew=self.pipeline.future_skew)
-        for record in parsed.records:
-            metrics.child(metrics.EVENTS_INGESTED, record.source, record.outcome).inc()
-            if record.dead_letter is not None:
-                self._queue_dead_letter(record.dead_letter)
-            elif record.ignored is not None:
-                metrics.child(metrics.IGNORED, *record.ignored).inc()
-        for events in parsed.events:
-            for sourced in events:
-                metrics.child(metrics.CANONICAL_EVENTS, sourced.event.kind).inc()
-        return parsed
-
+    # ---- the pure step (``pipeline.ingest``), with its metrics and dead letters -------------
     def _resolve(self, sourced: Sourced, topic: str) -> list[AccountMessage]:
         """Resolve an event in merged order; queue its identity facts."""
         resolved = resolve_event(self.pipeline.resolver, sourced.event)
@@ -292,7 +318,6 @@ class Ingest:
 
     def _queue_dead_letter(self, record: DeadLetter) -> None:
         """Sent with the next batch, before the record is acknowledged."""
-        metrics.child(metrics.DEAD_LETTERS, record.stage, record.reason).inc()
         self._sends.append((self.topics.dead_letter, record.dead_letter_id, record))
 
 

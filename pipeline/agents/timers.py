@@ -24,8 +24,10 @@ class Timers:
         self.pipeline = pipeline
 
     async def release(self) -> None:
-        """Ingest: release what became decidable without a new record, send a batch that waited."""
+        """Parse: report partitions read to their end. Ingest: release what became decidable
+        without a new record, send a batch that waited."""
         if self.pipeline.started and not self.pipeline.app.rebalancing:
+            await self.pipeline.parse.tick()
             await self.pipeline.ingest.tick()
 
     async def clock(self) -> None:

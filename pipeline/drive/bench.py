@@ -58,7 +58,7 @@ from pipeline.topic_reads import READ_FETCH, true_end_offsets
 from pipeline.runtime import broker_for, create_topics
 from pipeline.settings import Settings
 from pipeline.topics import ensure_topics
-from schemas.raw_batch import batched, pack, unpack
+from schemas.raw_batch import batched, pack, partition_for, unpack
 from schemas.raw_batch import headers as raw_batch_headers
 from schemas.topics import DEFAULT, Topics
 
@@ -141,11 +141,12 @@ def sample(accounts: int, seed: int, records: int | None) -> tuple[list[RawRecor
     return (out[:records] if records else out), accounts
 
 
-def encode(records: Sequence[RawRecord], topics: Topics = DEFAULT) -> list[Message]:
+def encode(records: Sequence[RawRecord], partitions: int, topics: Topics = DEFAULT) -> list[Message]:
     """The records as a connector writes them when they arrive faster than its linger (a
-    replay): batches per raw topic (``schemas.raw_batch``), keyed by event id; one partition
-    per raw topic, as created."""
-    placed = ((topics.raw[r.source], 0, r.event_id.encode(), r.to_json()) for r in records)
+    replay): batches per raw-topic partition (``schemas.raw_batch``), keyed by event id over
+    ``partitions`` partitions, as created."""
+    placed = ((topics.raw[r.source], partition_for(key, partitions), key, r.to_json())
+              for r in records for key in (r.event_id.encode(),))
     return [(b.topic, b.partition, b.key, b.value(), b.count) for b in batched(placed)]
 
 
@@ -463,7 +464,7 @@ def run_once(settings: Settings, messages: Sequence[Message], echo: Echo, transp
         workers = start_workers(s.with_(app_id=PIPELINE_APP_ID, role="stream"), stream_workers)
         try:
             pipeline = time_processes(watch, [ready for _, ready in workers], PIPELINE_APP_ID,
-                                      internal_topics(topics), n)
+                                      internal_topics(s), n)
             owners = [f"worker {i} owns {w.owned_inputs()}" for i, (w, _) in enumerate(workers)] if stream_workers > 1 else []
         finally:
             for worker, _ in workers:
@@ -514,7 +515,7 @@ def run_bench(settings: Settings, accounts: int = 600, seed: int = 11, echo: Ech
     bench_dir = settings.data_dir / "bench"
     shutil.rmtree(bench_dir, ignore_errors=True)
     raw_records, accounts = sample(accounts, seed, records)
-    messages = encode(raw_records, settings.topics)
+    messages = encode(raw_records, settings.partitions, settings.topics)
     echo(f"bench: {record_count(messages):,} native records ({accounts} accounts, seed {seed}), {repeat} run(s)")
     results: list[RunResult] = []
     for i in range(repeat):

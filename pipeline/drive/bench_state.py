@@ -107,14 +107,14 @@ def run_state_bench(settings: Settings, accounts: int = PER, echo: Echo = print)
         base = s.with_(app_id=f"{STATE_APP_ID}-{suffix}", topic_namespace=f"bench-state-{suffix}", role="stream",
                        commit_interval=0.5, data_dir=run_dir / "state", store="memory")
         create_topics(base)
-        seconds = preload(bootstrap, encode(records, base.topics))
+        seconds = preload(bootstrap, encode(records, base.partitions, base.topics))
         echo(f"state bench: {accounts:,} accounts, one MQL webhook each, preloaded in {seconds:.1f}s")
 
         # 1. state, by a real worker
         worker = WorkerProcess(base, run_dir / "build.log", ready_timeout=600.0).start()
         try:
             with CommitWatch(bootstrap) as watch:
-                built, _ = watch.wait(base.app_id, internal_topics(base.topics), lambda: None,
+                built, _ = watch.wait(base.app_id, internal_topics(base), lambda: None,
                                       timeout=600 + accounts / 20)
         finally:
             worker.stop(timeout=120.0)

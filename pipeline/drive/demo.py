@@ -50,7 +50,7 @@ def process_and_summarize(s: Settings, echo: Echo, timeout: float = 150) -> Summ
 
     assert s.bootstrap_servers
     t = s.topics
-    topics = consumed_topics(t)
+    topics = consumed_topics(s)
     took = wait_caught_up(s.bootstrap_servers, s.app_id, topics, timeout=timeout)
     echo(f"processed in {took:.1f}s; waiting for the SLA clock to reach the wall clock ...")
     time.sleep(4 * s.timer_interval)

@@ -229,16 +229,17 @@ def wait_caught_up(bootstrap: str, group: str, topics: Sequence[str], timeout: f
     raise TimeoutError(f"group {group} still lagging on {topics} after {timeout}s")
 
 
-def internal_topics(topics: Topics | None = None) -> list[str]:
-    """What the processing agents consume (the benchmark's measure of done), in ``topics``
-    (default: the environment's namespace)."""
-    t = topics or topics_for()
-    return [*t.raw.values(), t.account_events]
+def internal_topics(settings: Settings | None = None) -> list[str]:
+    """What the processing agents consume (the benchmark's measure of done), in ``settings``'
+    namespace (default: the environment's)."""
+    s = settings if settings is not None else Settings.from_env()
+    t = s.topics
+    return [*t.raw.values(), *t.parsed(s.partitions), t.account_events]
 
 
-def consumed_topics(topics: Topics | None = None) -> list[str]:
+def consumed_topics(settings: Settings | None = None) -> list[str]:
     """Everything a worker consumes, the read-model sink included (the tests' and demo's measure of done)."""
     from pipeline.agents.sink import sink_topics
 
-    t = topics or topics_for()
-    return [*internal_topics(t), *sink_topics(t)]
+    s = settings if settings is not None else Settings.from_env()
+    return [*internal_topics(s), *sink_topics(s.topics)]

@@ -403,7 +403,7 @@ class ScenarioRun:
         start = time.monotonic()
         while True:
             try:
-                wait_caught_up(self.bootstrap, self.settings.app_id, internal_topics(self.settings.topics), timeout=10.0,
+                wait_caught_up(self.bootstrap, self.settings.app_id, internal_topics(self.settings), timeout=10.0,
                               settle=settle)
                 return time.monotonic() - start
             except TimeoutError as exc:

@@ -57,10 +57,13 @@ def test_sample_history_ends_where_each_story_ends(start_worker, base_settings, 
     assert timeline["current_stage"] == some.path[-1]
     assert [e for e in timeline["entries"] if e["kind"] == "transition"]
     assert worker.get("/readyz") == 200 and worker.get("/healthz") == 200
-    # A lone worker owns every input partition: the raw topics and all account partitions.
+    # A lone worker owns every input partition: the raw topics', the parsed topics and the account topic's.
     owned = json.loads(worker.fetch("/assignment"))["active"]
-    assert {topic: owned.get(topic) for topic in T.RAW.values()} == {topic: [0] for topic in T.RAW.values()}
-    assert owned[T.ACCOUNT_EVENTS] == list(range(base_settings.partitions))
+    every = list(range(base_settings.partitions))
+    assert {topic: owned.get(topic) for topic in T.RAW.values()} == {topic: every for topic in T.RAW.values()}
+    assert {topic: owned.get(topic) for topic in base_settings.topics.parsed(base_settings.partitions)} == {
+        topic: [0] for topic in base_settings.topics.parsed(base_settings.partitions)}
+    assert owned[T.ACCOUNT_EVENTS] == every
 
     dead = read_topic(base_settings.bootstrap_servers, T.DEAD_LETTER, DeadLetter)[dead_before:]
     assert len(dead) == expected_dead_letters(config)

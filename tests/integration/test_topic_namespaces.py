@@ -115,7 +115,7 @@ def test_two_deployments_share_a_broker_and_nothing_else(isolated_bootstrap: str
 
         with WorkerProcess(b, tmp_path / "b.log"):
             for s in (a, b):
-                wait_caught_up(isolated_bootstrap, s.app_id, consumed_topics(s.topics), timeout=120, settle=0.5)
+                wait_caught_up(isolated_bootstrap, s.app_id, consumed_topics(s), timeout=120, settle=0.5)
 
             tailed = subprocess.run([sys.executable, "-m", "pipeline.cli", "tail", "stage-transitions",
                                      "--from-beginning", "--no-follow", "--json"], env=child_env(b),

@@ -32,7 +32,7 @@ def test_stream_and_sink_roles_split_the_work(start_worker, base_settings, tmp_p
         n.hubspot_company_mql(company, T0, "roles-corp.com", event_id=int(company) + 1),
         n.hubspot_deal_won(f"d{company}", company, created=T0 + timedelta(days=2), won=T0 + timedelta(days=9))])
     # the stream group consumes the raw and account topics only: no sink topics
-    wait_caught_up(settings.bootstrap_servers, settings.app_id, internal_topics(settings.topics), timeout=60,
+    wait_caught_up(settings.bootstrap_servers, settings.app_id, internal_topics(settings), timeout=60,
                    settle=0.4)
 
     db = tmp_path / "readmodel.db"
