@@ -10,8 +10,9 @@ dead letter carries the record, not the batch. Connectors batch per raw-topic pa
 (records keyed by the vendor object's ordering key, ``RecordSink.key_of``), up to
 ``MAX_RECORDS`` records or ``MAX_BYTES`` bytes or the connector's linger time, whichever
 comes first. A record is never split across messages; one larger than ``MAX_BYTES`` travels
-alone. The pipeline's unit of work and of commit is the message: a batch is released,
-resolved and acknowledged whole (``pipeline.agents.ingest``).
+alone. The pipeline's unit of work and of commit is the message: a batch is parsed into one
+parsed message (``pipeline.agents.parse``), whose records are merged, resolved and acknowledged
+together (``pipeline.agents.ingest``).
 
 Headers (informative; the pipeline reads only the value): ``content-type:
 application/x-ndjson`` and ``records: <n>``.

@@ -99,11 +99,15 @@ class Ingest:
                     # Each record is one item of the merge, at its oldest event's time (records
                     # of four sources interleave in event time); the message is acknowledged
                     # once all its records are released and sent (see _flush_outbox).
-                    pending = _Pending(event, len(records))
-                    if not records:  # a marker or a repeat: nothing to release
-                        self._finished.append(pending)
+                    pending = _Pending(event, max(1, len(records)))
                     for events in records:
                         self.merge.push(tp, Item(events[0].event.occurred_at, (events, pending)))
+                    if not records:
+                        # A marker or a repeat: a time-less item, so it is acknowledged in its
+                        # partition's order, never ahead of a message still queued (Faust
+                        # commits the first run of acknowledged offsets, holes or not, on a
+                        # partition with no commit yet).
+                        self.merge.push(tp, Item(None, ([], pending)))
                     self._next_offset[tp] = message.offset + 1
                     self._last_record = time.monotonic()
                     self.announced = False
