@@ -57,7 +57,7 @@ from pipeline.sends import Sends, dumps
 from pipeline.settings import Settings
 from pipeline.tables import CommittedOffsets, checkpointed_table
 from pipeline.write_back import WriteBack
-from schemas.accounts import AccountBatch, AccountMessage
+from schemas.accounts import AccountBatch
 from schemas.raw_batch import partition_for
 from schemas.base import utcnow
 from schemas.events import DeadLetter, LifecycleEvent
@@ -208,15 +208,17 @@ class LifecyclePipeline:
         """Kafka's default (murmur2) partitioner, so keyed and batched sends agree."""
         return partition_for(account_id.encode(), self.settings.partitions)
 
-    async def route(self, messages: list[AccountMessage]) -> None:
-        """Send messages to their accounts' partitions, one batch per partition, order kept."""
-        by_partition: dict[int, list[AccountMessage]] = {}
+    async def route(self, messages: list[tuple[str, bytes]]) -> None:
+        """Send messages (account id, ``AccountMessage`` JSON) to their accounts' partitions, one
+        ``AccountBatch`` per partition, order kept; the batch is joined from the messages' JSON."""
+        by_partition: dict[int, list[tuple[str, bytes]]] = {}
         for message in messages:
-            by_partition.setdefault(self.partition_of(message.account_id), []).append(message)
+            by_partition.setdefault(self.partition_of(message[0]), []).append(message)
         for partition, batch in by_partition.items():
             for start in range(0, len(batch), BATCH_MAX):
-                await self.sends.send(self.topics.account_events, batch[start].account_id, partition=partition,
-                                      value=dumps(AccountBatch(messages=batch[start:start + BATCH_MAX])))
+                part = batch[start:start + BATCH_MAX]
+                await self.sends.send(self.topics.account_events, part[0][0], partition=partition,
+                                      value=b'{"messages":[' + b",".join(m for _, m in part) + b"]}")
 
     async def send_dead_letter(self, record: DeadLetter) -> None:
         """Counted, and handed to the producer (on the broker before the input is committed)."""

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Literal
+from datetime import datetime, timedelta, timezone
+from typing import Any, Literal, NamedTuple
 
+import orjson
 from pydantic import ValidationError
 
 from connectors.base import Ignored, ParseError
 from connectors.registry import is_test_mode, parse_raw
 from pipeline.core.identity import IdentityResolver, UnresolvableEvent
 from schemas.accounts import AccountMessage
-from schemas.events import DeadLetter, LifecycleEvent, RawRecord
+from schemas.events import DeadLetter, LifecycleEvent, RawRecord, SourceKind
 from schemas.identity import AccountMerged, IdentityDecision
 from schemas.parsed import ParsedBatch, ParsedRecord
 from schemas.raw_batch import unpack
@@ -84,11 +85,46 @@ def parse_record(value: bytes, topic: str, origin: str, *, now: datetime, accept
     return Parsed("accepted", source, events=canonical)
 
 
+class Link(NamedTuple):
+    a: str
+    b: str
+    reason: str
+
+
+@dataclass(slots=True)
+class MergeEvent:
+    """A canonical event as the merge holds it: what identity reads (``core.identity.ResolvableEvent``)
+    beside the event's JSON object as the parse stage wrote it. Not validated again: the parse
+    stage built it as a ``LifecycleEvent``, and it goes on to the account topic as it came."""
+
+    body: dict[str, Any]
+    event_id: str
+    occurred_at: datetime
+    identifiers: list[str]
+    links: list[Link]
+    account_id: str | None = None
+
+    @classmethod
+    def of(cls, body: dict[str, Any]) -> MergeEvent:
+        return cls(body, body["event_id"], datetime.fromisoformat(body["occurred_at"]).astimezone(timezone.utc),
+                   body["identifiers"], [Link(link["a"], link["b"], link["reason"]) for link in body["links"]])
+
+    @property
+    def source(self) -> SourceKind:
+        return SourceKind(self.body["source"])
+
+    def message(self, account_id: str, origin: str, seq: int) -> bytes:
+        """Its ``AccountMessage`` JSON (type ``event``) on the account topic, in ``account_id``."""
+        self.body["account_id"] = self.account_id = account_id
+        return orjson.dumps({"type": "event", "account_id": account_id, "origin": origin, "seq": seq,
+                             "event": self.body})
+
+
 @dataclass(frozen=True)
 class Sourced:
     """An accepted event and the raw record it came from (kept for a dead letter at resolution)."""
 
-    event: LifecycleEvent
+    event: LifecycleEvent | MergeEvent
     original: bytes
     origin: str
 
@@ -133,15 +169,32 @@ def to_parsed(parsed: ParsedMessage, offset: int, highwater: int) -> ParsedBatch
                                for i, events in enumerate(parsed.events) if events])
 
 
-def from_parsed(batch: ParsedBatch, where: str) -> list[list[Sourced]]:
-    """The merge's side of :func:`to_parsed`: each carried record's events, in event time, with
-    the record's bytes and origin as ``parse_message`` named them (``where``: the raw message)."""
-    out = []
-    for record in batch.parsed:
-        origin = where if batch.records == 1 else f"{where}:{record.index}"
-        original = record.original.encode()
-        out.append([Sourced(ev, original, origin) for ev in record.events])
-    return out
+@dataclass(frozen=True, slots=True)
+class Arrived:
+    """A parsed message as the merge reads it: ``schemas.parsed.ParsedBatch``, decoded with orjson
+    and not validated again (the parse stage wrote it from validated models)."""
+
+    offset: int | None
+    position: int
+    highwater: int
+    records: int
+    parsed: list[dict[str, Any]]
+
+    @classmethod
+    def of(cls, value: bytes) -> Arrived:
+        """Raises ValueError, KeyError or TypeError for a value that is not a parsed message."""
+        data = orjson.loads(value)
+        return cls(data["offset"], data["position"], data["highwater"], data["records"], data["parsed"])
+
+    def sourced(self, where: str) -> list[list[Sourced]]:
+        """Each carried record's events, in event time, with the record's bytes and origin as
+        ``parse_message`` named them (``where``: the raw message)."""
+        out = []
+        for record in self.parsed:
+            origin = where if self.records == 1 else f"{where}:{record['index']}"
+            original = record["original"].encode()
+            out.append([Sourced(MergeEvent.of(body), original, origin) for body in record["events"]])
+        return out
 
 
 def unresolvable_letter(sourced: Sourced, detail: str, *, topic: str, now: datetime) -> DeadLetter:
@@ -154,32 +207,34 @@ def unresolvable_letter(sourced: Sourced, detail: str, *, topic: str, now: datet
 
 @dataclass(frozen=True)
 class Resolved:
-    """What resolving one event causes: account messages in order, identity facts to publish
-    (key, record) on the identity topic, or the reason it has no account. ``rules``: the rule
-    of each identity decision, for the worker's metrics (the core counts nothing)."""
+    """What resolving one event causes: its account (None: the reason is ``unresolvable``), the
+    merge messages that go before the event's own on the account topic, identity facts to
+    publish (key, record) on the identity topic. ``rules``: the rule of each identity decision,
+    for the worker's metrics (the core counts nothing)."""
 
-    messages: list[AccountMessage]
+    account_id: str | None
+    merges: list[AccountMessage]
     facts: list[tuple[str, IdentityDecision | AccountMerged]]
     unresolvable: str | None = None
     rules: tuple[str, ...] = ()
 
 
-def resolve_event(resolver: IdentityResolver, ev: LifecycleEvent) -> Resolved:
+def resolve_event(resolver: IdentityResolver, ev: LifecycleEvent | MergeEvent) -> Resolved:
     """Resolve an event to one account (the identity state changes here, so call in merged
-    order); a merge becomes merge_out to the losing account and merge_wait to the survivor."""
+    order); a merge becomes merge_out to the losing account and merge_wait to the survivor,
+    both before the event itself."""
     try:
         resolution = resolver.resolve(ev)
     except UnresolvableEvent as exc:
-        return Resolved([], [], unresolvable=str(exc))
+        return Resolved(None, [], [], unresolvable=str(exc))
     facts: list[tuple[str, IdentityDecision | AccountMerged]] = [(d.identifier, d) for d in resolution.decisions]
-    messages = []
+    merges = []
     for merge in resolution.merges:
         facts.append((merge.from_account, merge))
-        messages.append(AccountMessage(type="merge_out", account_id=merge.from_account, merge=merge))
-        messages.append(AccountMessage(type="merge_wait", account_id=merge.into_account, merge=merge))
+        merges.append(AccountMessage(type="merge_out", account_id=merge.from_account, merge=merge))
+        merges.append(AccountMessage(type="merge_wait", account_id=merge.into_account, merge=merge))
     ev.account_id = resolution.account_id
-    messages.append(AccountMessage(type="event", account_id=ev.account_id, event=ev))
-    return Resolved(messages, facts, rules=tuple(d.rule.value for d in resolution.decisions))
+    return Resolved(resolution.account_id, merges, facts, rules=tuple(d.rule.value for d in resolution.decisions))
 
 
 def _dead(source: str, letter: DeadLetter) -> Parsed:

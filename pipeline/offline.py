@@ -365,12 +365,16 @@ class OfflinePipeline:
         for i, group in enumerate(self.groups):
             for sourced in events:
                 ev = sourced.event
+                assert isinstance(ev, LifecycleEvent)  # parsed here, not read from a parsed topic
                 # Each group resolves its own copy: resolution writes the account id into the event.
-                resolved = resolve_event(group.resolver, ev if i == 0 else ev.model_copy())
+                ev = ev if i == 0 else ev.model_copy()
+                resolved = resolve_event(group.resolver, ev)
                 if resolved.unresolvable is not None and i == 0:
                     self.stats.dead_letters.append(unresolvable_letter(sourced, resolved.unresolvable,
                                                                        topic=raw.topic, now=self.now))
-                for message in resolved.messages:
+                if resolved.account_id is None:
+                    continue
+                for message in (*resolved.merges, AccountMessage(type="event", account_id=resolved.account_id, event=ev)):
                     if message.type == "merge_out" and message.merge is not None:
                         group.merges.append(message.merge)
                     group.seq += 1

@@ -76,3 +76,43 @@ def test_a_bad_record_in_a_batch_is_dead_lettered_alone_with_its_own_bytes_and_i
     # the good records' events, each list in event time, one list per record (one merge item each)
     assert len(parsed.events) == 3 and parsed.events[1] == [] and parsed.events[0] and parsed.events[2]
     assert {s.origin for s in parsed.events[2]} == {"lifecycle.raw.crm/0/41:2"}
+
+
+def test_the_parse_stage_hands_the_merge_exactly_what_parsing_in_place_gives():
+    """What the parse agent sends (``schemas.parsed``) and the merge reads back without pydantic:
+    the accepted records' events in event time, each with its record's bytes and origin as
+    ``parse_message`` named them, and each event's account message the same JSON as the model's."""
+    from pipeline.ingest import Arrived, parse_message, to_parsed
+    from pipeline.sends import dumps
+    from schemas import topics as T
+    from schemas.accounts import AccountMessage
+    from schemas.events import LifecycleEvent
+    from tests import histories as h
+
+    good = [r.to_json() for r in h.contact_first(900700, 500700)[:2]]
+    where = "lifecycle.raw.crm/2/41"
+    for records in ([good[0], b'{"source": "crm", "not": "a raw record"}', good[1]], [good[1]]):
+        parsed = parse_message(pack(records), T.RAW_CRM, where, now=h.day(400), accept_test_mode=False)
+        sent = Arrived.of(dumps(to_parsed(parsed, 41, highwater=50)))
+        assert (sent.offset, sent.position, sent.highwater, sent.records) == (41, 42, 50, len(records))
+        taken = sent.sourced(where)
+        expected = [events for events in parsed.events if events]  # the dead record carries nothing
+        assert [[(LifecycleEvent.model_validate(s.event.body), s.original, s.origin) for s in events]
+                for events in taken] == [[(s.event, s.original, s.origin) for s in events] for events in expected]
+        assert [{s.origin for s in events} for events in taken] == (
+            [{f"{where}:0"}, {f"{where}:2"}] if len(records) == 3 else [{where}])
+        for got, want in zip(taken[0], expected[0]):
+            assert (got.event.event_id, got.event.occurred_at, got.event.identifiers) == (
+                want.event.event_id, want.event.occurred_at, want.event.identifiers)
+            assert [tuple(link) for link in got.event.links] == [(k.a, k.b, k.reason) for k in want.event.links]
+            want.event.account_id = "acct:x"
+            assert AccountMessage.model_validate_json(got.event.message("acct:x", "ingest", 7)) == AccountMessage(
+                type="event", account_id="acct:x", origin="ingest", seq=7, event=want.event)
+
+
+def test_the_merge_refuses_a_value_that_is_not_a_parsed_message():
+    from pipeline.ingest import Arrived
+
+    for bad in (b"not json", b'{"offset": 1}', b"[1, 2]"):
+        with pytest.raises((ValueError, KeyError, TypeError)):
+            Arrived.of(bad)

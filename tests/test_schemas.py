@@ -20,7 +20,8 @@ def test_export_writes_valid_schemas_that_accept_real_records(tmp_path):
     files = {p.name: json.loads(p.read_text()) for p in tmp_path.glob("*.schema.json")}
     assert {"StageTransition.schema.json", "Handoff.schema.json", "SlaBreach.schema.json",
             "LifecycleEvent.schema.json", "RawRecord.schema.json", "DeadLetter.schema.json",
-            "AccountBatch.schema.json"} <= set(files)
+            "AccountBatch.schema.json", "ParsedBatch.schema.json"} <= set(files)
+    assert files["ParsedBatch.schema.json"]["x-topics"] == ["lifecycle.parsed.<source>.<partition>"]
     for schema in files.values():
         jsonschema.Draft202012Validator.check_schema(schema)
     schema = files["StageTransition.schema.json"]

@@ -76,7 +76,7 @@ class Accounts:
         for emitted in result.emitted:
             await self._publish(emitted)
         if result.forward:
-            await p.route(result.forward)
+            await p.route([(m.account_id, dumps(m)) for m in result.forward])
         _write(p.accounts, result.states)
         _write(p.journals, result.journals)
         _write(p.deadlines, result.deadlines)

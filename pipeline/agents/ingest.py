@@ -30,13 +30,12 @@ from faust.types import TP
 from pipeline import metrics
 from pipeline.compat import acknowledge, stale
 from pipeline.core.merge import Item, SourceMerge
-from pipeline.ingest import Sourced, from_parsed, resolve_event, unresolvable_letter
+from pipeline.ingest import Arrived, MergeEvent, Sourced, resolve_event, unresolvable_letter
 from pipeline.tables import source_position
-from schemas.accounts import AccountMessage
+from pipeline.sends import dumps
 from schemas.cloudevents import ce_headers, source_for
 from schemas.events import DeadLetter
 from schemas.base import Record
-from schemas.parsed import ParsedBatch
 
 if TYPE_CHECKING:
     from pipeline.app import LifecyclePipeline
@@ -63,7 +62,7 @@ class Ingest:
         self._reports: dict[TP, list[int]] = {}   # per parsed topic: [next raw offset, raw high-water]
         self._assigned: set[TP] = set()           # parsed partitions this worker owns now
         self._start: dict[TP, int] = {}           # their committed offsets when assigned
-        self._outbox: list[AccountMessage] = []
+        self._outbox: list[tuple[str, bytes]] = []   # (account id, AccountMessage JSON)
         self._finished: list[_Pending] = []       # messages wholly released, not yet acknowledged
         self._open = 0                            # messages partly released
         self._outbox_since = time.monotonic()     # when the oldest unsent released message was queued
@@ -95,7 +94,7 @@ class Ingest:
                     if message.offset > expected:  # never seen; the merge would go on without them
                         log.error("ingest: %s records %d..%d skipped by the consumer", tp, expected,
                                   message.offset - 1)
-                    records = self._take(tp, ParsedBatch.model_validate_json(event.value))
+                    records = self._take(tp, event)
                     # Each record is one item of the merge, at its oldest event's time (records
                     # of four sources interleave in event time); the message is acknowledged
                     # once all its records are released and sent (see _flush_outbox).
@@ -192,10 +191,22 @@ class Ingest:
             self.merge.add_partition(tp)
 
     # ---- the merge ---------------------------------------------------------------------------
-    def _take(self, tp: TP, batch: ParsedBatch) -> list[list[Sourced]]:
+    def _take(self, tp: TP, event: Any) -> list[list[Sourced]]:
         """A parsed message's records to merge: none for a marker or for a raw message already
         taken (a parser's repeat). Either way the parser's report moves on, in ``ingest-progress``,
-        named by this message like every write it causes."""
+        named by this message like every write it causes. A value that is not a parsed message
+        is dead-lettered (this worker's own topic: a bug or a stray producer, never a crash)."""
+        message = event.message
+        try:
+            batch = Arrived.of(event.value)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.error("ingest: %s/%d/%d is not a parsed message: %s", message.topic, message.partition,
+                      message.offset, exc)
+            self._queue_dead_letter(DeadLetter.build(
+                stage="merge", reason="invalid_parsed_message", detail=f"{type(exc).__name__}: {exc}",
+                original=event.value or b"", failed_at=self.pipeline.wall(), source_topic=message.topic,
+                origin_ref=f"{message.topic}/{message.partition}/{message.offset}"))
+            return []
         report = self._report(tp) or [0, 0]
         first = batch.position if batch.offset is None else batch.offset
         if first > report[0]:
@@ -208,7 +219,7 @@ class Ingest:
         if not fresh:
             return []
         raw_topic, raw_partition = self.raw_of[tp.topic]
-        return from_parsed(batch, f"{raw_topic}/{raw_partition}/{batch.offset}")
+        return batch.sourced(f"{raw_topic}/{raw_partition}/{batch.offset}")
 
     def _report(self, tp: TP) -> list[int] | None:
         """The parser's last report of ``tp``'s raw partition that this merge has taken:
@@ -262,10 +273,7 @@ class Ingest:
                 last = (message.topic, message.partition, message.offset)
                 with source_position(*last):
                     for sourced in events:  # in event time
-                        for out in self._resolve(sourced, self.raw_of[message.topic][0]):
-                            seq += 1
-                            out.origin, out.seq = "ingest", seq
-                            self._outbox.append(out)
+                        seq = self._resolve(sourced, self.raw_of[message.topic][0], seq)
             if pending.left == pending.records:
                 self._open += 1
             pending.left -= 1
@@ -308,17 +316,28 @@ class Ingest:
             pending.done()
 
     # ---- the pure step (``pipeline.ingest``), with its metrics and dead letters -------------
-    def _resolve(self, sourced: Sourced, topic: str) -> list[AccountMessage]:
-        """Resolve an event in merged order; queue its identity facts."""
-        resolved = resolve_event(self.pipeline.resolver, sourced.event)
-        if resolved.unresolvable is not None:
-            self._queue_dead_letter(unresolvable_letter(sourced, resolved.unresolvable, topic=topic,
-                                                        now=self.pipeline.wall()))
+    def _resolve(self, sourced: Sourced, topic: str, seq: int) -> int:
+        """Resolve an event in merged order; queue what it causes on the account topic, numbered
+        from ``seq`` on (returns the last number), and its identity facts."""
+        ev = sourced.event
+        assert isinstance(ev, MergeEvent)
+        resolved = resolve_event(self.pipeline.resolver, ev)
         for key, fact in resolved.facts:
             self._sends.append((self.topics.identity, key, fact))
         for rule in resolved.rules:
             metrics.child(metrics.IDENTITY_DECISIONS, rule).inc()
-        return resolved.messages
+        if resolved.account_id is None:
+            assert resolved.unresolvable is not None
+            self._queue_dead_letter(unresolvable_letter(sourced, resolved.unresolvable, topic=topic,
+                                                        now=self.pipeline.wall()))
+            return seq
+        for merge in resolved.merges:
+            seq += 1
+            merge.origin, merge.seq = "ingest", seq
+            self._outbox.append((merge.account_id, dumps(merge)))
+        seq += 1
+        self._outbox.append((resolved.account_id, ev.message(resolved.account_id, "ingest", seq)))
+        return seq
 
     def _queue_dead_letter(self, record: DeadLetter) -> None:
         """Sent with the next batch, before the record is acknowledged."""

@@ -36,13 +36,14 @@ tables plug in; every mutated value is re-assigned so the changelog sees it):
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import IntEnum
-from typing import Any
+from typing import Any, Protocol
 
 from pipeline.core.journey import IdentityConfig
-from schemas.events import IdentityLink, LifecycleEvent
+from schemas.events import IdentityLink
 from schemas.identity import (
     AbsorbedAccount,
     AccountMerged,
@@ -67,6 +68,33 @@ _CO = IdentityRule.CO_OCCURRENCE
 _DOMAIN = IdentityRule.EMAIL_DOMAIN
 _FIRST = IdentityRule.FIRST_SIGHT
 _RULE_WORDS = {_EXPLICIT: "explicit link", _CO: "same object", _DOMAIN: "email-domain fallback", _FIRST: "first sight"}
+
+
+class LinkView(Protocol):
+    """A link a source asserted (``schemas.events.IdentityLink``, or the merge's own tuple)."""
+
+    @property
+    def a(self) -> str: ...
+    @property
+    def b(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+
+
+class ResolvableEvent(Protocol):
+    """What resolution reads of an event, and the account id it writes back: a ``LifecycleEvent``,
+    or the worker's merge-side view of one (``pipeline.ingest.MergeEvent``)."""
+
+    account_id: str | None
+
+    @property
+    def event_id(self) -> str: ...
+    @property
+    def occurred_at(self) -> datetime: ...
+    @property
+    def identifiers(self) -> Sequence[str]: ...
+    @property
+    def links(self) -> Sequence[LinkView]: ...
 
 
 class Tier(IntEnum):
@@ -131,7 +159,7 @@ class _Step:
 
     __slots__ = ("event", "at", "work", "dirty", "created", "redirect", "new_links", "decided", "merged")
 
-    def __init__(self, event: LifecycleEvent) -> None:
+    def __init__(self, event: ResolvableEvent) -> None:
         self.event = event
         self.at = event.occurred_at.isoformat(timespec="microseconds")
         self.work: dict[str, dict[str, Any] | None] = {}
@@ -171,7 +199,7 @@ class IdentityResolver:
         self._domains: dict[str, str | None] = {}
 
     # ---- public API ---------------------------------------------------------------
-    def resolve(self, event: LifecycleEvent) -> Resolution:
+    def resolve(self, event: ResolvableEvent) -> Resolution:
         """The event's account; merges and decisions only when the event taught us something."""
         known = self._known_account(event)
         if known is not None:
@@ -218,7 +246,7 @@ class IdentityResolver:
         )
 
     # ---- hot path -----------------------------------------------------------------
-    def _known_account(self, event: LifecycleEvent) -> str | None:
+    def _known_account(self, event: ResolvableEvent) -> str | None:
         """The account if the event brings nothing new (every id known, one account), else None."""
         links = self.links
         account = None
@@ -275,7 +303,7 @@ class IdentityResolver:
         return rank
 
     # ---- the rules --------------------------------------------------------------
-    def _resolve(self, event: LifecycleEvent) -> Resolution:
+    def _resolve(self, event: ResolvableEvent) -> Resolution:
         step = _Step(event)
         ids = list(dict.fromkeys(u for u in map(self._usable, event.identifiers) if u is not None))
         if not ids:
@@ -316,7 +344,7 @@ class IdentityResolver:
         return self._commit(step, account_id)
 
     def _join(self, step: _Step, a: str, b: str, rule: IdentityRule,
-              reason: str | None = None, link: IdentityLink | None = None) -> None:
+              reason: str | None = None, link: LinkView | None = None) -> None:
         acct_a, acct_b = self._account_of(step, a), self._account_of(step, b)
         if acct_a is None and acct_b is None:
             first, second = (a, b) if self._rank(a) <= self._rank(b) else (b, a)
@@ -343,7 +371,7 @@ class IdentityResolver:
         return bool(self._load(step, acct_a)["provisional"] or self._load(step, acct_b)["provisional"])
 
     def _attach(self, step: _Step, ident: str, account_id: str, rule: IdentityRule,
-                via: str, reason: str | None, link: IdentityLink | None) -> None:
+                via: str, reason: str | None, link: LinkView | None) -> None:
         """Put a new identifier into an existing account (or promote the account around it)."""
         rec = self._load(step, account_id)
         if rule is _DOMAIN and self._ns.is_crm_account(ident) and not rec["provisional"]:
@@ -484,10 +512,10 @@ class IdentityResolver:
         return Resolution(account_id, merges, decisions, new_account=account_id in step.created)
 
 
-def _pair(a: str, b: str, rule: IdentityRule, reason: str | None, link: IdentityLink | None, step: _Step) -> IdentityLink:
+def _pair(a: str, b: str, rule: IdentityRule, reason: str | None, link: LinkView | None, step: _Step) -> IdentityLink:
     """The link that joined two accounts: the source's own, or one stating the rule."""
     if link is not None:
-        return link
+        return link if isinstance(link, IdentityLink) else IdentityLink(a=link.a, b=link.b, reason=link.reason)
     if rule is _CO:
         why = f"listed together in event {step.event.event_id}"
     elif rule is _DOMAIN:
