@@ -470,7 +470,7 @@ def run_once(settings: Settings, messages: Sequence[Message], echo: Echo, transp
             for worker, _ in workers:
                 worker.stop()
         who = "a stream worker" if stream_workers == 1 else f"{stream_workers} stream workers (CPU and RSS summed)"
-        echo(f"(b) pipeline: {who}, ingest(parse+identity)→accounts: {pipeline.describe()}")
+        echo(f"(b) pipeline: {who}, parse→merge+identity→accounts: {pipeline.describe()}")
         for line in owners:
             echo(f"    {line}")
         outputs = sink_topics(topics)

@@ -90,9 +90,14 @@ class WorkerProcess:
 
     def owned_inputs(self) -> str:
         """The input partitions this worker owns now (tables' changelogs, which follow their input
-        partitions, left out): ``topic [partitions]; ...``."""
-        return "; ".join(f"{topic} {parts}" for topic, parts in self.assignment().items()
-                         if not topic.endswith("-changelog") and "__assignor" not in topic) or "-"
+        partitions, left out): ``topic [partitions]; ...``, the one-partition parsed topics counted."""
+        owned = {topic: parts for topic, parts in self.assignment().items()
+                 if not topic.endswith("-changelog") and "__assignor" not in topic}
+        parsed = [topic for topic in owned if ".parsed." in topic]
+        shown = [f"{topic} {parts}" for topic, parts in owned.items() if topic not in parsed]
+        if parsed:
+            shown.append(f"{len(parsed)} parsed topics (lifecycle.parsed.<source>.<p>)")
+        return "; ".join(shown) or "-"
 
     def stop(self, timeout: float = 30.0) -> int | None:
         proc, self.proc = self.proc, None
