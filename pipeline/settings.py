@@ -79,7 +79,8 @@ class Settings(BaseSettings):
                                              "staging.lifecycle.raw.crm ...), so two deployments can share a "
                                              "cluster. Unless LIFECYCLE_APP_ID is set, the app id (consumer "
                                              "group, changelogs) follows: <namespace>.lifecycle. Empty: none.")
-    partitions: int = Field(4, ge=1, description="Partitions of the account-keyed topics (and their tables).")
+    partitions: int = Field(4, ge=1, description="Partitions of the raw and account-keyed topics (and their tables); "
+                            "one parsed topic per raw partition.")
 
     # --- Journey and read model ---------------------------------------------------------------------
     journey_path: str | None = Field(None, validation_alias=_env(PREFIX + "JOURNEY"),
