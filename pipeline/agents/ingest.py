@@ -207,13 +207,14 @@ class Ingest:
                 original=event.value or b"", failed_at=self.pipeline.wall(), source_topic=message.topic,
                 origin_ref=f"{message.topic}/{message.partition}/{message.offset}"))
             return []
-        report = self._report(tp) or [0, 0]
+        known = self._report(tp)
+        report = known or [0, 0]
         first = batch.position if batch.offset is None else batch.offset
         if first > report[0]:
             log.error("ingest: raw %s/%d records %d..%d never parsed", *self.raw_of[tp.topic], report[0], first - 1)
         fresh = batch.offset is not None and batch.offset >= report[0]
         moved = [max(report[0], batch.position), max(report[1], batch.highwater)]
-        if moved != report:
+        if moved != known:  # the first report is kept even if it is [0, 0]: an empty partition
             self._reports[tp] = moved
             self.pipeline.ingest_state[f"raw:{tp.topic}"] = moved
         if not fresh:

@@ -234,17 +234,15 @@ def wait_caught_up(bootstrap: str, group: str, topics: Sequence[str], timeout: f
     raise TimeoutError(f"group {group} still lagging on {topics} after {timeout}s")
 
 
-def internal_topics(settings: Settings | None = None) -> list[str]:
+def internal_topics(settings: Settings) -> list[str]:
     """What the processing agents consume (the benchmark's measure of done), in ``settings``'
-    namespace (default: the environment's)."""
-    s = settings if settings is not None else Settings.from_env()
-    t = s.topics
-    return [*t.raw.values(), *t.parsed(s.partitions), t.account_events]
+    namespace and partition count (the parsed topics are one per raw partition)."""
+    t = settings.topics
+    return [*t.raw.values(), *t.parsed(settings.partitions), t.account_events]
 
 
-def consumed_topics(settings: Settings | None = None) -> list[str]:
+def consumed_topics(settings: Settings) -> list[str]:
     """Everything a worker consumes, the read-model sink included (the tests' and demo's measure of done)."""
     from pipeline.agents.sink import sink_topics
 
-    s = settings if settings is not None else Settings.from_env()
-    return [*internal_topics(s), *sink_topics(s.topics)]
+    return [*internal_topics(settings), *sink_topics(settings.topics)]

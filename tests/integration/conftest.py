@@ -40,7 +40,7 @@ class Feeder:
 
     def caught_up(self, timeout: float = 60.0) -> None:
         assert self.settings.bootstrap_servers
-        wait_caught_up(self.settings.bootstrap_servers, self.settings.app_id, consumed_topics(), timeout=timeout,
+        wait_caught_up(self.settings.bootstrap_servers, self.settings.app_id, consumed_topics(self.settings), timeout=timeout,
                        settle=0.4)
 
     def in_order(self, records: list[RawRecord]) -> None:

@@ -53,7 +53,7 @@ def test_worker_and_connector_through_tls(tmp_path: Path, monkeypatch: pytest.Mo
                                      "--no-progress"], env=dict(os.environ), capture_output=True, text=True,
                                     timeout=120)
             assert replay.returncode == 0, replay.stderr
-            wait_caught_up(f"localhost:{port}", settings.app_id, consumed_topics(), timeout=120)
+            wait_caught_up(f"localhost:{port}", settings.app_id, consumed_topics(settings), timeout=120)
             transitions = read_topic(f"localhost:{port}", T.STAGE_TRANSITIONS, StageTransition)
         assert transitions, "the worker emitted nothing through TLS"
         assert proxy.handshakes >= 3 and proxy.bytes_in > 10_000

@@ -146,7 +146,7 @@ def test_after_a_kill_9_the_restarted_worker_resumes_from_the_committed_state(st
         assert time.monotonic() < deadline, "the uncommitted input was not processed"
         time.sleep(0.3)
     time.sleep(1.0)  # the last table writes of those batches
-    assert group_lag(bootstrap, settings.app_id, internal_topics()) > 0, "the input was committed after all"
+    assert group_lag(bootstrap, settings.app_id, internal_topics(settings)) > 0, "the input was committed after all"
     worker.kill()
     before = Counter(t.transition_id for t in _transitions(settings, accounts))
 

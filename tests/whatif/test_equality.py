@@ -64,9 +64,9 @@ def worker_run(isolated_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
     sample = sample_file(tmp, ACCOUNTS)
     feed_sample(isolated_bootstrap, sample)   # recorded before the worker starts, as a backfill
     with WorkerProcess(settings, tmp / "worker.log"):
-        wait_caught_up(isolated_bootstrap, settings.app_id, consumed_topics(), timeout=90, settle=0.5)
+        wait_caught_up(isolated_bootstrap, settings.app_id, consumed_topics(settings), timeout=90, settle=0.5)
         time.sleep(4 * settings.timer_interval)  # the end-of-input clock fires the due deadlines
-        wait_caught_up(isolated_bootstrap, settings.app_id, consumed_topics(), timeout=60, settle=1.0)
+        wait_caught_up(isolated_bootstrap, settings.app_id, consumed_topics(settings), timeout=60, settle=1.0)
     return settings, sample
 
 
