@@ -41,7 +41,6 @@ import faust
 from faust.types import TP
 
 from pipeline import metrics
-
 from pipeline.agents.accounts import Accounts
 from pipeline.agents.ingest import BATCH_MAX, Ingest
 from pipeline.agents.parse import Parse
