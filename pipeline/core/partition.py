@@ -145,6 +145,7 @@ class _Batch:
         self._new_readings: list[float] = []          # this batch's part of the clock log
         self._new_from = owner.progress.log_len
         self._log: tuple[int, list[float]] | None = None
+        self._holding: dict[str, list[AccountMessage]] = {}   # this batch's held slot per account
         self.logic = owner.logic
         self._accounts = accounts
         self._journals = journals
@@ -279,23 +280,31 @@ class _Batch:
             self.truncate_log()
 
     def hold(self, state: AccountState, message: AccountMessage) -> None:
-        """Queue a message for an account awaiting a merge, in its next held slot."""
-        # the message itself: the progress table's codec writes its JSON form, and a recovered
-        # slot comes back as that form (see release_held)
-        self.result.logs[held_key(state.account_id, state.held_len)] = message
-        state.held_len += 1
+        """Queue a message for an account awaiting a merge. The batch's messages for one account
+        share one held slot: one changelog write per account and batch, however many wait (a
+        survivor can wait through a whole backlog of the account topic for its journal)."""
+        chunk = self._holding.get(state.account_id)
+        if chunk is None:
+            # the list itself: the progress table's codec writes its JSON form once the batch
+            # ends, and a recovered slot comes back as that form (see release_held)
+            chunk = self._holding[state.account_id] = []
+            self.result.logs[held_key(state.account_id, state.held_len)] = chunk
+            state.held_len += 1
+        chunk.append(message)
 
     def release_held(self, state: AccountState) -> list[AccountMessage]:
         """The account's held messages, in order (the state's own list first, as written by
-        earlier versions); their slots are freed."""
+        earlier versions); their slots are freed. A slot holds a list (one batch's messages) or,
+        as written by earlier versions, one message."""
         written, stored = self.result.logs, self._readings
         messages = list(state.held)
         for i in range(state.held_len):
             key = held_key(state.account_id, i)
             value = written[key] if key in written else stored.get(key)
-            if value is not None:
-                messages.append(value if isinstance(value, AccountMessage) else AccountMessage.model_validate(value))
+            for held in value if isinstance(value, list) else () if value is None else (value,):
+                messages.append(held if isinstance(held, AccountMessage) else AccountMessage.model_validate(held))
             written[key] = None
+        self._holding.pop(state.account_id, None)
         state.held, state.held_len = [], 0
         return messages
 

@@ -148,16 +148,16 @@ def awaiting_merge(merge_id: str) -> tuple[Tables, PartitionLogic, AccountMerged
     return tables, p, merge
 
 
-def test_messages_held_for_a_merge_are_written_once_each_and_not_with_the_state() -> None:
+def test_messages_held_for_a_merge_are_written_once_per_batch_and_not_with_the_state() -> None:
     tables, p, merge = awaiting_merge("m2")
     writes = [tables.run(p, [ingest(2 + i, ev)]).logs for i, ev in enumerate((OPP, WON))]
-    # each batch writes only its own message's slot; the state carries a count, not the messages
+    # each batch writes only its own slot; the state carries a count, not the messages
     assert [sorted(k for k in w if "|held|" in k) for w in writes] == [[held_key(ACCOUNT, 0)], [held_key(ACCOUNT, 1)]]
     state = tables.accounts[ACCOUNT]
     assert (state.held, state.held_len) == ([], 2)
     # as a restarted worker reads them: each slot through the progress table's codec, back as JSON
     tables.readings = {k: ORJSON.loads(ORJSON.dumps(v)) for k, v in tables.readings.items()}
-    assert isinstance(tables.readings[held_key(ACCOUNT, 0)], dict)
+    assert [m["event"]["event_id"] for m in tables.readings[held_key(ACCOUNT, 0)]] == [OPP.event_id]
     result = tables.run(p, [AccountMessage(type="merge_in", account_id=ACCOUNT, merge=merge, journal=[],
                                            origin="accounts-1", seq=1)])
     assert {k: v for k, v in result.logs.items() if "|held|" in k} == {held_key(ACCOUNT, 0): None,
@@ -166,6 +166,31 @@ def test_messages_held_for_a_merge_are_written_once_each_and_not_with_the_state(
     assert (survivor.awaiting_merge, survivor.held, survivor.held_len) == (None, [], 0)
     assert [v.stage for v in survivor.history][:2] == ["SQL", "closed-won"]  # OPP then WON, applied in order
     assert not any("|held|" in k for k in tables.readings)
+
+
+def test_one_batch_holds_all_its_messages_for_an_account_in_one_slot() -> None:
+    """A survivor can wait through a long backlog: each batch adds one slot, not one per message."""
+    tables, p, merge = awaiting_merge("m4")
+    held = tables.run(p, [ingest(2, OPP), ingest(3, WON)]).logs
+    assert {k: [m.event.event_id for m in v] for k, v in held.items() if "|held|" in k} == {
+        held_key(ACCOUNT, 0): [OPP.event_id, WON.event_id]}
+    assert tables.accounts[ACCOUNT].held_len == 1
+    tables.run(p, [AccountMessage(type="merge_in", account_id=ACCOUNT, merge=merge, journal=[],
+                                  origin="accounts-1", seq=1)])
+    assert [v.stage for v in tables.accounts[ACCOUNT].history][:2] == ["SQL", "closed-won"]
+
+
+def test_a_held_slot_written_one_message_each_by_earlier_versions_is_still_released() -> None:
+    tables, p, merge = awaiting_merge("m5")
+    state = tables.accounts[ACCOUNT]
+    tables.accounts[ACCOUNT] = state.model_copy(update={"held_len": 2, "held_at": [0, 0]})
+    tables.readings = {held_key(ACCOUNT, i): ORJSON.loads(ORJSON.dumps(ingest(2 + i, ev)))
+                       for i, ev in enumerate((OPP, WON))}
+    result = tables.run(p, [AccountMessage(type="merge_in", account_id=ACCOUNT, merge=merge, journal=[],
+                                           origin="accounts-1", seq=1)])
+    assert {k: v for k, v in result.logs.items() if "|held|" in k} == {held_key(ACCOUNT, 0): None,
+                                                                       held_key(ACCOUNT, 1): None}
+    assert [v.stage for v in tables.accounts[ACCOUNT].history][:2] == ["SQL", "closed-won"]
 
 
 def test_a_state_written_before_held_slots_still_releases_its_held_list() -> None:
