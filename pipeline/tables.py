@@ -42,10 +42,9 @@ of the commit.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 import faust
@@ -64,14 +63,20 @@ OFF_HEADER = "lc-off"
 _position: contextvars.ContextVar[tuple[str, int, int] | None] = contextvars.ContextVar("lc_source", default=None)
 
 
-@contextlib.contextmanager
-def source_position(topic: str, partition: int, offset: int) -> Iterator[None]:
-    """Table writes inside this block are caused by the record at (topic, partition, offset)."""
-    token = _position.set((topic, partition, offset))
-    try:
-        yield
-    finally:
-        _position.reset(token)
+class source_position:
+    """Table writes inside this block are caused by the record at (topic, partition, offset).
+    (A class, not a generator: the merge enters one per released record.)"""
+
+    __slots__ = ("_where", "_token")
+
+    def __init__(self, topic: str, partition: int, offset: int) -> None:
+        self._where = (topic, partition, offset)
+
+    def __enter__(self) -> None:
+        self._token = _position.set(self._where)
+
+    def __exit__(self, *exc: object) -> None:
+        _position.reset(self._token)
 
 
 class CommittedOffsets:
