@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Hashable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, TypeVar
 
@@ -40,6 +40,10 @@ class Item(Generic[T]):
 
     at: datetime | None
     value: T
+    key: float = field(init=False)   # ``at`` as a number, compared on every pop
+
+    def __post_init__(self) -> None:
+        self.key = self.at.timestamp() if self.at is not None else _EARLIEST
 
 
 class SourceMerge(Generic[P, T]):
@@ -79,8 +83,7 @@ class SourceMerge(Generic[P, T]):
                     if caught_up(partition):
                         continue
                     return
-                head = queue[0]
-                key = head.at.timestamp() if head.at is not None else _EARLIEST
+                key = queue[0].key
                 if best_key is None or key < best_key:
                     best, best_key = partition, key
             if best is None:
