@@ -4,7 +4,7 @@ Topology (every arrow a Kafka topic; names in the deployment's namespace)::
 
     lifecycle.raw.{crm,billing,product,support}   RawRecord batches (native payloads), N partitions each
         └─ parse (agents/parse.py, on every worker): vendor parsers → canonical events
-             │      ─→ lifecycle.parsed.<source>.<p>   ParsedBatch, one 1-partition topic per raw partition
+             │      ─→ lifecycle.parsed.<source>.<partition>   ParsedBatch, one 1-partition topic per raw partition
              │      (bad input → lifecycle.dead-letter)
         └─ ingest (agents/ingest.py, one worker: every 1-partition topic lands on one):
              │      event-time merge (core.merge) → identity → seq number

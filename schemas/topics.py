@@ -39,6 +39,9 @@ class TopicSpec:
     doc: str
 
 
+PARSED = "lifecycle.parsed"   # + ".<source>.<partition>": the parse stage's topics (Topics.parsed)
+
+
 @dataclass(frozen=True)
 class Topics:
     """The topic names of one deployment: the base names under ``namespace`` (empty: none)."""
@@ -106,8 +109,16 @@ class Topics:
     def parsed(self, partitions: int) -> dict[str, tuple[str, int]]:
         """Internal: the parse stage's topics, one per raw partition (``schemas.parsed``), each
         named for its raw topic and partition (``lifecycle.parsed.crm.0``) → that raw partition."""
-        return {self.name(f"lifecycle.parsed.{kind.value}.{p}"): (raw, p)
+        return {self.name(f"{PARSED}.{kind.value}.{p}"): (raw, p)
                 for kind, raw in self.raw.items() for p in range(partitions)}
+
+    @cached_property
+    def parsed_pattern(self) -> str:
+        """How the parsed topics are named, for people (schema exports, the bench's listing)."""
+        return self.name(f"{PARSED}.<source>.<partition>")
+
+    def is_parsed(self, name: str) -> bool:
+        return name.startswith(self.name(f"{PARSED}."))
 
     def single_partition(self, partitions: int) -> list[str]:
         """Topics with one partition: identity, dead letters and the parsed topics (everything the

@@ -79,3 +79,12 @@ def test_production_code_takes_a_deployments_topics() -> None:
                   and node.value.id in aliases):
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.value.id}.{node.attr}")
     assert offenders == []
+
+
+def test_parsed_topics_are_named_once_and_recognised_in_any_namespace() -> None:
+    for topics in (DEFAULT, Topics("acme.staging")):
+        names = topics.parsed(2)
+        assert len(names) == 8 and all(topics.is_parsed(n) for n in names)
+        assert not any(topics.is_parsed(n) for n in topics.all_names())
+        assert topics.parsed_pattern == topics.name("lifecycle.parsed.<source>.<partition>")
+    assert not DEFAULT.is_parsed("acme.staging.lifecycle.parsed.crm.0")

@@ -93,10 +93,10 @@ class WorkerProcess:
         partitions, left out): ``topic [partitions]; ...``, the one-partition parsed topics counted."""
         owned = {topic: parts for topic, parts in self.assignment().items()
                  if not topic.endswith("-changelog") and "__assignor" not in topic}
-        parsed = [topic for topic in owned if ".parsed." in topic]
+        parsed = [topic for topic in owned if self.settings.topics.is_parsed(topic)]
         shown = [f"{topic} {parts}" for topic, parts in owned.items() if topic not in parsed]
         if parsed:
-            shown.append(f"{len(parsed)} parsed topics (lifecycle.parsed.<source>.<p>)")
+            shown.append(f"{len(parsed)} parsed topics ({self.settings.topics.parsed_pattern})")
         return "; ".join(shown) or "-"
 
     def stop(self, timeout: float = 30.0) -> int | None:
