@@ -193,7 +193,7 @@ class AccountPartitions:
                  sink: Sink | None = None) -> None:
         self.out = ReplayOutput(journey, keep=sink is None, sink=sink)
         self.logic = AccountLogic(journey, clock=wall)
-        self.partitions = [PartitionLogic(self.logic, p) for p in range(partitions)]
+        self.partitions = [PartitionLogic(self.logic, p, self._partition) for p in range(partitions)]
         self.queues: list[deque[AccountMessage]] = [deque() for _ in range(partitions)]
         self.accounts: dict[str, AccountState] = self.out.accounts
         self.journals: JsonTable[LifecycleEvent] = JsonTable(LifecycleEvent)
@@ -201,13 +201,16 @@ class AccountPartitions:
         self.progress: dict[str, Any] = {}
         self._where: dict[str, int] = {}   # account → partition (murmur2 is hot otherwise)
 
+    def _partition(self, account_id: str) -> int:
+        p = self._where.get(account_id)
+        if p is None:
+            p = self._where[account_id] = partition_of(account_id, len(self.queues))
+        return p
+
     def route(self, messages: Iterable[AccountMessage]) -> None:
-        queues, where = self.queues, self._where
+        queues = self.queues
         for message in messages:
-            p = where.get(message.account_id)
-            if p is None:
-                p = where[message.account_id] = partition_of(message.account_id, len(queues))
-            queues[p].append(message)
+            queues[self._partition(message.account_id)].append(message)
 
     def drain(self) -> None:
         """Process every queue round-robin, in partition order, until no message is left."""

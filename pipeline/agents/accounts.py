@@ -101,7 +101,7 @@ class Accounts:
 
     def _load(self, partition: int) -> PartitionLogic:
         p = self.pipeline
-        logic = PartitionLogic(p.logic, partition)
+        logic = PartitionLogic(p.logic, partition, p.partition_of)
         logic.load(p.progress.get(str(partition)),
                    ((account, due) for account, due in p.deadlines.items() if p.partition_of(account) == partition))
         metrics.child(metrics.TABLE_KEYS, "accounts").set(len(p.accounts))

@@ -113,6 +113,36 @@ def test_a_merge_gives_the_same_outputs_whenever_the_journal_arrives() -> None:
     assert len(only) >= 3  # transitions, handoffs and breaches, not an empty agreement
 
 
+def local_merge(merge_first: bool) -> tuple[Tables, list]:
+    """Both accounts in this partition: the absorbed one won a deal, then a link merges it."""
+    tables = Tables()
+    p = PartitionLogic(AccountLogic(J, clock=lambda: EMITTED), partition=0, partition_of=lambda account: 0)
+    merge = AccountMerged(merge_id="m6", from_account=ABSORBED, into_account=ACCOUNT, rule=IdentityRule.EXPLICIT_LINK,
+                          reason="link", link=IdentityLink(a="x", b="y", reason="r"), event_id="e",
+                          decided_at=ny(2025, 3, 7, 17))
+    out = AccountMessage(type="merge_out", account_id=ABSORBED, merge=merge, origin="ingest", seq=3)
+    wait = AccountMessage(type="merge_wait", account_id=ACCOUNT, merge=merge, origin="ingest", seq=4)
+    first = tables.run(p, [ingest(1, OPP, account=ABSORBED), ingest(2, WON, account=ABSORBED)])
+    pair = [out, wait] if merge_first else [wait.model_copy(update={"seq": 3}), out.model_copy(update={"seq": 4})]
+    result = tables.run(p, [*pair, ingest(5, LATER)])
+    return tables, [first, result]
+
+
+def test_a_merge_within_one_partition_hands_the_journal_over_in_place() -> None:
+    """No round trip through the account topic: nothing forwarded, nothing held, the survivor
+    has the absorbed account's history by the end of the batch, in either announcement order."""
+    outcomes = []
+    for merge_first in (True, False):
+        tables, results = local_merge(merge_first)
+        assert not results[1].forward and not any("|held|" in k for k in results[1].logs)
+        survivor = tables.accounts[ACCOUNT]
+        assert survivor.awaiting_merge is None and survivor.held_len == 0
+        assert [v.stage for v in survivor.history][:2] == ["SQL", "closed-won"]
+        assert tables.accounts[ABSORBED].merged_into == ACCOUNT
+        outcomes.append(sorted(ids(results)))
+    assert outcomes[0] == outcomes[1] and outcomes[0]
+
+
 
 def test_the_sla_clock_never_runs_ahead_of_the_wall_clock() -> None:
     """An event dated after the wall clock (within the accepted skew) moves the partition's clock

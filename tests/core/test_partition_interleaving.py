@@ -57,13 +57,14 @@ def ingested() -> list[AccountMessage]:
     return out
 
 
-def run(messages: list[AccountMessage], seed: int, max_batch: int, max_delay: int) -> set[str]:
+def run(messages: list[AccountMessage], seed: int, max_batch: int, max_delay: int, local: bool = False) -> set[str]:
     rng = random.Random(seed)
     queues = {p: collections.deque(m.model_copy() for m in messages if partition_of(m.account_id) == p)
               for p in range(PARTITIONS)}
     for queue in queues.values():
         queue.append(AccountMessage(type="clock", account_id="", now=END))
-    logics = {p: PartitionLogic(AccountLogic(J, clock=lambda: END), p) for p in range(PARTITIONS)}
+    logics = {p: PartitionLogic(AccountLogic(J, clock=lambda: END), p, partition_of if local else None)
+              for p in range(PARTITIONS)}
     tables: dict[int, tuple[dict, dict, dict, dict]] = {p: ({}, {}, {}, {}) for p in range(PARTITIONS)}
     in_flight: list[tuple[int, int, list[AccountMessage]]] = []
     last_delivery: dict[tuple[int, int], int] = {}
@@ -109,3 +110,6 @@ def test_outputs_do_not_depend_on_scheduling(ingested: list[AccountMessage]) -> 
     assert sum('"to_stage"' in r for r in reference) > 40 and sum('"sla_id"' in r for r in reference) > 20
     for seed, max_batch, max_delay in [(1, 20, 5), (2, 5, 30), (3, 100, 10), (4, 1, 3)]:
         assert run(ingested, seed, max_batch, max_delay) == reference, (seed, max_batch, max_delay)
+    # merges within one partition handed over in place, as the worker does: the same outputs
+    for seed, max_batch, max_delay in [(0, 500, 0), (5, 20, 5), (6, 3, 20)]:
+        assert run(ingested, seed, max_batch, max_delay, local=True) == reference, ("local", seed)
