@@ -57,6 +57,7 @@ from pipeline.settings import Settings
 from pipeline.tables import CommittedOffsets, checkpointed_table
 from pipeline.write_back import WriteBack
 from schemas.accounts import AccountBatch
+from schemas.parsed import MAX_MESSAGE_BYTES as PARSED_MAX_BYTES
 from schemas.raw_batch import partition_for
 from schemas.base import utcnow
 from schemas.events import DeadLetter, LifecycleEvent
@@ -85,6 +86,7 @@ def faust_config(settings: Settings) -> dict[str, Any]:
         stream_recovery_delay=0.0,
         stream_wait_empty=False,
         producer_linger=0.02,
+        producer_max_request_size=PARSED_MAX_BYTES + 64 * 1024,  # a parsed message (schemas.parsed)
         web_enabled=settings.web_enabled,
         web_host=settings.web_host,
         web_port=settings.web_port,
@@ -134,7 +136,8 @@ class LifecyclePipeline:
         self.parsed_topics = topics.parsed(settings.partitions)  # parsed topic → its raw (topic, partition)
         self.raw_topic = app.topic(*topics.raw.values(), value_serializer="raw", key_serializer="raw",
                                    partitions=settings.partitions)
-        self.parsed_topic = app.topic(*self.parsed_topics, value_serializer="raw", key_serializer="raw", partitions=1)
+        self.parsed_topic = app.topic(*self.parsed_topics, value_serializer="raw", key_serializer="raw", partitions=1,
+                                      config={"max.message.bytes": str(PARSED_MAX_BYTES)})
         self.account_topic = app.topic(topics.account_events, key_serializer=STR,
                                        value_serializer=codec_for(AccountBatch), partitions=settings.partitions)
         self.transitions_topic = app.topic(topics.stage_transitions, key_serializer=STR,
@@ -214,8 +217,7 @@ class LifecyclePipeline:
         for message in messages:
             by_partition.setdefault(self.partition_of(message[0]), []).append(message)
         for partition, batch in by_partition.items():
-            for start in range(0, len(batch), BATCH_MAX):
-                part = batch[start:start + BATCH_MAX]
+            for part in batches(batch, BATCH_MAX, ROUTE_MAX_BYTES):
                 await self.sends.send(self.topics.account_events, part[0][0], partition=partition,
                                       value=b'{"messages":[' + b",".join(m for _, m in part) + b"]}")
 
@@ -229,6 +231,27 @@ class LifecyclePipeline:
         if not isinstance(exc, (asyncio.CancelledError, GeneratorExit, KeyboardInterrupt)):
             self.failed = exc
             log.exception("agent failed: %s", exc)
+
+
+ROUTE_MAX_BYTES = 512 * 1024   # an account batch's JSON: far below a Kafka message's 1 MB default
+
+
+def batches(messages: list[tuple[str, bytes]], count: int, size: int) -> list[list[tuple[str, bytes]]]:
+    """Consecutive runs of ``messages``, each at most ``count`` long and, but for a lone message
+    larger than that, at most ``size`` bytes of JSON (a broker refuses an over-large message, and
+    the send would stop the agent)."""
+    out: list[list[tuple[str, bytes]]] = []
+    run: list[tuple[str, bytes]] = []
+    used = 0
+    for message in messages:
+        if run and (len(run) >= count or used + len(message[1]) + 1 > size):
+            out.append(run)
+            run, used = [], 0
+        run.append(message)
+        used += len(message[1]) + 1
+    if run:
+        out.append(run)
+    return out
 
 
 def _wall_clock(frozen: str | None) -> Any:

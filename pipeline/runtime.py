@@ -11,6 +11,7 @@ from pipeline import gc_policy
 from pipeline.broker import EmbeddedBroker
 from pipeline.settings import Settings
 from pipeline.topics import ensure_topics
+from schemas.parsed import MAX_MESSAGE_BYTES as PARSED_MAX_BYTES
 
 if TYPE_CHECKING:
     import faust
@@ -36,9 +37,12 @@ def create_topics(settings: Settings) -> list[str]:
     assert settings.bootstrap_servers
     topics = settings.topics
     single = topics.single_partition(settings.partitions)  # one ordered view for identity
+    parsed = list(topics.parsed(settings.partitions))
     keyed = [n for n in topics.all_names() if n not in single]
     created = ensure_topics(settings.bootstrap_servers, keyed, settings.partitions)
-    created += ensure_topics(settings.bootstrap_servers, single, 1)
+    created += ensure_topics(settings.bootstrap_servers, [n for n in single if n not in parsed], 1)
+    created += ensure_topics(settings.bootstrap_servers, parsed, 1,
+                             configs={"max.message.bytes": str(PARSED_MAX_BYTES)})
     return created
 
 

@@ -19,8 +19,8 @@ log = logging.getLogger(__name__)
 
 
 def ensure_topics(bootstrap: str, names: list[str], partitions: int, replication: int = 1,
-                  timeout: float = 30.0) -> list[str]:
-    """Create the missing topics; return the names created."""
+                  timeout: float = 30.0, configs: dict[str, str] | None = None) -> list[str]:
+    """Create the missing topics (with topic-level ``configs``); return the names created."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -36,7 +36,8 @@ def ensure_topics(bootstrap: str, names: list[str], partitions: int, replication
         missing = [n for n in names if n not in existing]
         if missing:
             try:
-                admin.create_topics([NewTopic(n, partitions, replication) for n in missing])
+                admin.create_topics([NewTopic(n, partitions, replication, topic_configs=configs or {})
+                                     for n in missing])
             except TopicAlreadyExistsError:
                 pass
             log.info("created topics %s", missing)

@@ -10,6 +10,11 @@ A parsed message is a raw message's canonical events, or, with no ``offset``, a 
 parser has read its raw partition to ``position`` and the partition ended at ``highwater``.
 The merge counts a raw partition as read to its end only from these reports, because the
 merge itself never reads the raw topic.
+
+A parsed message can be larger than its raw message (each record's original bytes beside its
+canonical events: up to 2.3× in the generated sample, more for a vendor payload that carries
+many events), so the parsed topics are created with ``max.message.bytes`` of
+``MAX_MESSAGE_BYTES`` and the worker's producer allows that much.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from pydantic import Field
 
 from schemas.base import Record
 from schemas.events import LifecycleEvent
+
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 
 
 class ParsedRecord(Record):

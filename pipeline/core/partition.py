@@ -37,6 +37,9 @@ from schemas.events import LifecycleEvent
 from schemas.accounts import AccountMessage
 
 
+HELD_PER_SLOT = 200   # messages per held slot: a changelog value stays far below Kafka's 1 MB
+
+
 @dataclass
 class Progress:
     """Per-partition bookkeeping, stored with the partition's state."""
@@ -297,7 +300,7 @@ class _Batch:
         share one held slot: one changelog write per account and batch, however many wait (a
         survivor can wait through a whole backlog of the account topic for its journal)."""
         chunk = self._holding.get(state.account_id)
-        if chunk is None:
+        if chunk is None or len(chunk) >= HELD_PER_SLOT:
             # the list itself: the progress table's codec writes its JSON form once the batch
             # ends, and a recovered slot comes back as that form (see release_held)
             chunk = self._holding[state.account_id] = []

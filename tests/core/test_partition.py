@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 from pipeline.codecs import ORJSON
 from pipeline.core.account import AccountLogic
-from pipeline.core.partition import PartitionLogic
+from pipeline.core.partition import HELD_PER_SLOT, PartitionLogic
 from pipeline.core.state import AccountState, held_key
 from schemas.accounts import AccountMessage
 from schemas.events import IdentityLink
@@ -208,6 +208,18 @@ def test_one_batch_holds_all_its_messages_for_an_account_in_one_slot() -> None:
     tables.run(p, [AccountMessage(type="merge_in", account_id=ACCOUNT, merge=merge, journal=[],
                                   origin="accounts-1", seq=1)])
     assert [v.stage for v in tables.accounts[ACCOUNT].history][:2] == ["SQL", "closed-won"]
+
+
+def test_a_held_slot_holds_at_most_its_bound_of_messages() -> None:
+    """A changelog value must stay below the broker's message limit, however many wait."""
+    tables, p, merge = awaiting_merge("m7")
+    many = [ingest(2 + i, LATER.model_copy(update={"event_id": f"later-{i}"})) for i in range(HELD_PER_SLOT + 5)]
+    held = tables.run(p, many).logs
+    assert [len(held[held_key(ACCOUNT, i)]) for i in range(2)] == [HELD_PER_SLOT, 5]
+    assert tables.accounts[ACCOUNT].held_len == 2
+    tables.run(p, [AccountMessage(type="merge_in", account_id=ACCOUNT, merge=merge, journal=[],
+                                  origin="accounts-1", seq=1)])
+    assert tables.accounts[ACCOUNT].events_seen == HELD_PER_SLOT + 5
 
 
 def test_a_held_slot_written_one_message_each_by_earlier_versions_is_still_released() -> None:
