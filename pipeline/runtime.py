@@ -33,15 +33,17 @@ def broker_for(settings: Settings) -> Iterator[Settings]:
 
 def create_topics(settings: Settings) -> list[str]:
     """Create every topic of the pipeline in ``settings.topics``' namespace: the raw and
-    account-keyed ones with ``settings.partitions``, the parsed topics, identity and dead letters with one."""
+    account-keyed ones with ``settings.partitions``, the parsed topics, identity and dead letters
+    with one (the parsed topics and dead letters taking messages up to 8 MiB)."""
     assert settings.bootstrap_servers
     topics = settings.topics
     single = topics.single_partition(settings.partitions)  # one ordered view for identity
-    parsed = list(topics.parsed(settings.partitions))
+    # a parsed message, or a dead letter (a record's bytes, escaped), can pass Kafka's 1 MB default
+    large = [*topics.parsed(settings.partitions), topics.dead_letter]
     keyed = [n for n in topics.all_names() if n not in single]
     created = ensure_topics(settings.bootstrap_servers, keyed, settings.partitions)
-    created += ensure_topics(settings.bootstrap_servers, [n for n in single if n not in parsed], 1)
-    created += ensure_topics(settings.bootstrap_servers, parsed, 1,
+    created += ensure_topics(settings.bootstrap_servers, [n for n in single if n not in large], 1)
+    created += ensure_topics(settings.bootstrap_servers, large, 1,
                              configs={"max.message.bytes": str(PARSED_MAX_BYTES)})
     return created
 

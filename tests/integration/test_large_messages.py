@@ -55,3 +55,4 @@ def test_a_parsed_message_over_a_megabyte_goes_through(isolated_bootstrap, tmp_p
         worker.stop()
     states = {k: orjson.loads(v) for k, v in table_snapshot(isolated_bootstrap, settings.app_id, "accounts").items()}
     assert sum(s["events_seen"] for s in states.values()) == TRACKS + 1, worker.tail()
+
