@@ -9,7 +9,6 @@ cancelled (SIGTERM), so a batch cut off before its table writes was committed as
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import TYPE_CHECKING, Any
 
 import faust
@@ -26,8 +25,6 @@ from schemas.sla import SlaBreachStatus
 if TYPE_CHECKING:
     from pipeline.app import LifecyclePipeline
 
-log = logging.getLogger(__name__)
-
 
 class Accounts:
     """One ``PartitionLogic`` per owned account partition, rebuilt from the tables after each assignment."""
@@ -37,7 +34,6 @@ class Accounts:
         self.partitions: dict[int, PartitionLogic] = {}
         self.clock_sent: set[int] = set()        # partitions with a self-clock in flight
         self._assigned: set[int] = set()
-        self._next: dict[int, int] = {}          # per partition: the offset after the last batch applied
         self._lock = asyncio.Lock()              # held for each batch, so a revoke waits for it
 
     async def run(self, stream: faust.StreamT) -> None:
@@ -61,7 +57,6 @@ class Accounts:
     def on_assigned(self, assigned: set[TP]) -> None:
         topic = self.pipeline.topics.account_events
         self._assigned = {tp.partition for tp in assigned if tp.topic == topic}
-        self._next.clear()  # read again from the commit
         for partition in self._assigned:
             self.partitions.pop(partition, None)  # rebuilt from the recovered tables
 
@@ -71,14 +66,6 @@ class Accounts:
             # buffered before a rebalance took the partition away (its new owner reads it), or
             # in hand while the tables were recovered: Faust seeks back to the commit after
             return
-        offset, expected = event.message.offset, self._next.get(partition)
-        if expected is not None and offset != expected:
-            if offset < expected:
-                return  # delivered twice (a fetch in flight when Faust seeked back): applied already
-            # Batches are numbered (seq), so a batch applied after a later one would be taken for
-            # a repeat and dropped: no gap is expected within an assignment; say so if one shows.
-            log.error("accounts: %s/%d offsets %d..%d were never applied", event.message.topic, partition,
-                      expected, offset - 1)
         p = self.pipeline
         logic = self.partitions.get(partition)
         if logic is None:
@@ -97,7 +84,6 @@ class Accounts:
         p.progress[str(partition)] = logic.progress.to_dict()
         await p.sends.flush()  # the changelog writes, before the ack
         acknowledge(event)
-        self._next[partition] = offset + 1
 
     def _load(self, partition: int) -> PartitionLogic:
         p = self.pipeline
