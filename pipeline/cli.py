@@ -171,7 +171,7 @@ def bench(accounts: int, records: int | None, seed: int, repeat: int, transports
 @click.option("--now", default=None, help="The pinned wall clock, ISO 8601 (default: the start, to the second).")
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), help="Worker logs and data.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the full result.")
-@click.option("--keep", is_flag=True, help="Keep the run dir (always kept when the verdict is not PASS).")
+@click.option("--keep", is_flag=True, help="Keep the run dir (always kept when the verdict is not PASS), with every topic of each scenario dumped as JSON lines.")
 def verify(json_path: Path | None, scenarios: str, **options: object) -> None:
     """Consistency: the same input under kills, restarts and rebalances must give the reference's output."""
     from pipeline.drive.verify import VerifyConfig, run_verify, select_scenarios

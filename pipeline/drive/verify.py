@@ -614,8 +614,24 @@ def _run_scenario(scenario: Scenario, settings: Settings, directory: Path, confi
             outcome.timeline = run.timeline
         outputs = collect(broker.bootstrap_servers, scenario.app_id, s.topics)
         run.note(f"collected {sum(map(len, outputs.values()))} records")
+        if config.keep:
+            dump_topics(broker.bootstrap_servers, directory / "topics")
     outcome.seconds = round(time.monotonic() - started, 1)
     return outputs, run
+
+
+def dump_topics(bootstrap: str, directory: Path) -> None:
+    """Every topic of a kept scenario's broker, one JSON line a record (the broker's storage is memory:
+    this is what is left to debug a failure from, the internal topics and changelogs included)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for topic in _all_topics(bootstrap):
+        with (directory / f"{topic}.jsonl").open("wb") as out:
+            for m in read_complete(bootstrap, topic):
+                out.write(orjson.dumps({
+                    "partition": m.partition, "offset": m.offset,
+                    "key": m.key.decode(errors="replace") if m.key is not None else None,
+                    "headers": {k: v.decode(errors="replace") for k, v in (m.headers or ())},
+                    "value": m.value.decode(errors="replace") if m.value is not None else None}) + b"\n")
 
 
 def _clean_up(run_dir: Path, names: Sequence[str], keep: bool, echo: Echo) -> None:
