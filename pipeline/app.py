@@ -33,6 +33,7 @@ Output is a function of the input alone (README, Delivery guarantees):
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -116,6 +117,9 @@ class LifecyclePipeline:
         patch_faust_manual_acks()
         app_id = f"{settings.app_id}-readmodel" if settings.role == "sink" else settings.app_id
         self.app = app = _App(app_id, **faust_config(settings))
+        partitions = settings.partitions
+        self._partition_of = functools.lru_cache(maxsize=1 << 16)(
+            lambda account_id: partition_for(account_id.encode(), partitions))
         self.sends = app.sends = Sends(app)  # the agents' writes, without Faust's per-message cost
         self.app.webserver_hooks.append(self._mount_read_model)
         if settings.role != "sink":
@@ -207,8 +211,9 @@ class LifecyclePipeline:
 
     # ---- shared by the agents -------------------------------------------------------------------
     def partition_of(self, account_id: str) -> int:
-        """Kafka's default (murmur2) partitioner, so keyed and batched sends agree."""
-        return partition_for(account_id.encode(), self.settings.partitions)
+        """Kafka's default (murmur2) partitioner, so keyed and batched sends agree (remembered
+        for the most recent accounts: each message is numbered and routed by it)."""
+        return self._partition_of(account_id)
 
     async def route(self, messages: list[tuple[str, bytes]]) -> None:
         """Send messages (account id, ``AccountMessage`` JSON) to their accounts' partitions, one

@@ -151,6 +151,13 @@ def patch_faust_durable_commit() -> None:
         if not await drain_producer(self.app.producer):
             self.log.warning("commit skipped: the producer could not flush (its input will be processed again)")
             return False
+        failed = getattr(getattr(self.app, "sends", None), "failed", None)
+        if failed is not None:
+            # a write before these offsets never reached the broker: committing them would pass
+            # over it for good; stop, and the restarted worker processes them again
+            self.log.error("commit refused: a write failed (%r); stopping the worker", failed)
+            await self.app.crash(failed if isinstance(failed, Exception) else RuntimeError(repr(failed)))
+            return False
         return await commit_offsets(self, offsets, start_new_transaction=start_new_transaction)
 
     ProducerBuffer.put = _put

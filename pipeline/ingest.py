@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from connectors.base import Ignored, ParseError
 from connectors.registry import is_test_mode, parse_raw
 from pipeline.core.identity import IdentityResolver, UnresolvableEvent
+from pipeline.core.numbering import origin
 from schemas.accounts import AccountMessage
 from schemas.events import DeadLetter, LifecycleEvent, RawRecord, SourceKind
 from schemas.identity import AccountMerged, IdentityDecision
@@ -26,6 +27,8 @@ from schemas.parsed import ParsedBatch, ParsedRecord
 from schemas.raw_batch import unpack
 
 log = logging.getLogger(__name__)
+
+INGEST_ORIGIN = origin("ingest")   # the ingest step's messages on the account topic (core.numbering)
 
 
 @dataclass(frozen=True)

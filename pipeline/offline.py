@@ -8,8 +8,8 @@ same journey, so this driver calls the worker's own pure steps in the worker's o
   records) → ``pipeline.ingest.parse_message``; each record pushed into ``core.merge.SourceMerge``
   as one item at its oldest event's time, partitions ordered by ``(topic, partition)``; a released
   item's events, in event time →
-  ``pipeline.ingest.resolve_event`` over dict tables → ``AccountMessage`` numbered
-  ``("ingest", seq)``. A partition is caught up when its input is exhausted, which is
+  ``pipeline.ingest.resolve_event`` over dict tables → ``AccountMessage`` numbered per
+  account partition (``core.numbering``). A partition is caught up when its input is exhausted, which is
   the worker's "offset reached the high-water mark" once everything is recorded.
 * ``route``/``Accounts._batch`` (``pipeline/agents/accounts.py``): messages go to their account's partition (Kafka's murmur2
   partitioner) and each partition's queue runs through ``core.partition.PartitionLogic``
@@ -35,10 +35,11 @@ from pydantic import BaseModel
 from pipeline.core.account import AccountLogic
 from pipeline.core.identity import IdentityResolver
 from pipeline.core.merge import Item, SourceMerge
+from pipeline.core.numbering import Counters
 from pipeline.core.partition import PartitionLogic
 from pipeline.core.state import AccountState
 from pipeline.gc_policy import relaxed_gc
-from pipeline.ingest import DEFAULT_FUTURE_SKEW, Sourced, parse_message, resolve_event, unresolvable_letter
+from pipeline.ingest import DEFAULT_FUTURE_SKEW, INGEST_ORIGIN, Sourced, parse_message, resolve_event, unresolvable_letter
 from pipeline.journey import IdentityConfig, JourneyDefinition
 from schemas.accounts import AccountMessage
 from schemas.raw_batch import partition_for
@@ -186,6 +187,20 @@ class ReplayStats:
     ignored: int = 0
 
 
+class _Partitioner:
+    """``partition_of`` for a fixed partition count, remembered per account (murmur2 is hot otherwise)."""
+
+    def __init__(self, partitions: int) -> None:
+        self.partitions = partitions
+        self._where: dict[str, int] = {}
+
+    def __call__(self, account_id: str) -> int:
+        p = self._where.get(account_id)
+        if p is None:
+            p = self._where[account_id] = partition_of(account_id, self.partitions)
+        return p
+
+
 class AccountPartitions:
     """The accounts agent of every partition for one journey, with dicts as its tables."""
 
@@ -193,19 +208,13 @@ class AccountPartitions:
                  sink: Sink | None = None) -> None:
         self.out = ReplayOutput(journey, keep=sink is None, sink=sink)
         self.logic = AccountLogic(journey, clock=wall)
+        self._partition = _Partitioner(partitions)
         self.partitions = [PartitionLogic(self.logic, p, self._partition) for p in range(partitions)]
         self.queues: list[deque[AccountMessage]] = [deque() for _ in range(partitions)]
         self.accounts: dict[str, AccountState] = self.out.accounts
         self.journals: JsonTable[LifecycleEvent] = JsonTable(LifecycleEvent)
         self.deadlines: dict[str, float] = {}
         self.progress: dict[str, Any] = {}
-        self._where: dict[str, int] = {}   # account → partition (murmur2 is hot otherwise)
-
-    def _partition(self, account_id: str) -> int:
-        p = self._where.get(account_id)
-        if p is None:
-            p = self._where[account_id] = partition_of(account_id, len(self.queues))
-        return p
 
     def route(self, messages: Iterable[AccountMessage]) -> None:
         queues = self.queues
@@ -250,10 +259,11 @@ class AccountPartitions:
 class _IdentityGroup:
     """One identity resolver (dict tables, its own seq numbers) and the journeys it feeds."""
 
-    def __init__(self, config: IdentityConfig) -> None:
+    def __init__(self, config: IdentityConfig, partitions: int) -> None:
         self.config = config
         self.resolver = IdentityResolver(config, {}, {})
-        self.seq = 0
+        self.sent = Counters()
+        self.partition = _Partitioner(partitions)
         self.runs: list[AccountPartitions] = []
         self.outbox: list[AccountMessage] = []
         self.merges: list[AccountMerged] = []   # what the worker publishes on lifecycle.identity
@@ -289,7 +299,7 @@ class OfflinePipeline:
         for i, journey in enumerate(journeys):
             group = next((g for g in self.groups if g.config == journey.identity), None)
             if group is None:
-                group = _IdentityGroup(journey.identity)
+                group = _IdentityGroup(journey.identity, partitions)
                 self.groups.append(group)
             run = AccountPartitions(journey, partitions, lambda: now, sinks[i] if sinks else None)
             group.runs.append(run)
@@ -380,8 +390,7 @@ class OfflinePipeline:
                 for message in (*resolved.merges, AccountMessage(type="event", account_id=resolved.account_id, event=ev)):
                     if message.type == "merge_out" and message.merge is not None:
                         group.merges.append(message.merge)
-                    group.seq += 1
-                    message.origin, message.seq = "ingest", group.seq
+                    message.origin, message.seq = INGEST_ORIGIN, group.sent.next(group.partition(message.account_id))
                     group.outbox.append(message)
             if len(group.outbox) >= FLUSH_AT:
                 group.flush()

@@ -11,16 +11,24 @@ from about 520 to about 430 µs of CPU per record in ``lifecycle bench``.
 changelog writes (table ``__setitem__`` is synchronous) to send them in order at the next
 ``flush``. Commits stay exact: ``compat.drain_producer`` flushes what is collected here
 before it flushes the producer, and an offset is committed only after that drain.
+
+A write the producer gives up on (its delivery future fails) is recorded in ``failed``, and no
+offset is committed after it (``compat.patch_faust_durable_commit`` stops the worker): the
+producer's ``flush`` waits for deliveries but does not raise, so without this a commit could
+pass over a write that never reached the broker.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel
 
+
+log = logging.getLogger(__name__)
 
 Headers = list[tuple[str, bytes]]
 _Changelog = tuple[str, int | None, bytes | None, bytes | None, Headers, Callable[[Any], None] | None]
@@ -37,6 +45,7 @@ class Sends:
     def __init__(self, app: Any) -> None:
         self.app = app
         self.changelog: list[_Changelog] = []
+        self.failed: BaseException | None = None   # the first write the producer gave up on
         self._flushing = asyncio.Lock()  # flushes never interleave: a key's writes stay in write order
 
     async def send(self, topic: str, key: str | bytes | None, value: bytes, *, partition: int | None = None,
@@ -44,7 +53,8 @@ class Sends:
         """Hand one message to the producer (it is on the broker once the producer flushes)."""
         if isinstance(key, str):
             key = key.encode()
-        await self.app.producer.send(topic, key, value, partition, None, headers)
+        delivery = await self.app.producer.send(topic, key, value, partition, None, headers)
+        delivery.add_done_callback(self._delivered)
 
     def queue_changelog(self, topic: str, partition: int | None, key: bytes | None, value: bytes | None,
                         headers: Headers, on_sent: Callable[[Any], None] | None = None) -> None:
@@ -67,5 +77,11 @@ class Sends:
                         # dropped here, another writer waiting on the lock would ack without it
                         self.changelog[:0] = batch[i:]
                         raise
+                    delivery.add_done_callback(self._delivered)
                     if on_sent is not None:
                         delivery.add_done_callback(on_sent)
+
+    def _delivered(self, delivery: asyncio.Future) -> None:
+        if self.failed is None and (delivery.cancelled() or delivery.exception() is not None):
+            self.failed = asyncio.CancelledError("write cancelled") if delivery.cancelled() else delivery.exception()
+            log.error("a write never reached the broker: %r; no offset is committed from now on", self.failed)

@@ -23,8 +23,11 @@ class AccountMessage(Record):
     into ``merge.into_account`` at this point of the input; ``merge_in`` carries the
     absorbed account's journal from its partition to the survivor's.
 
-    ``origin`` and ``seq`` number each sender's messages (``ingest`` or ``accounts-<p>``),
-    so a partition applies each message once however often a restart re-sends it."""
+    ``origin`` and ``seq`` number each sender's messages to one partition 1, 2, 3, …
+    (``ingest/p`` or ``accounts-<p>/p``), so a partition applies each message once however
+    often a restart re-sends it, and never applies one after a missing one
+    (``pipeline.core.numbering``). Earlier versions numbered per sender (``ingest``,
+    ``accounts-<p>``); such messages are still deduplicated."""
 
     type: Literal["event", "tick", "clock", "merge_out", "merge_wait", "merge_in"]
     account_id: str

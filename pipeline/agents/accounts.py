@@ -9,6 +9,7 @@ cancelled (SIGTERM), so a batch cut off before its table writes was committed as
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING, Any
 
 import faust
@@ -18,12 +19,14 @@ from pipeline import metrics
 from pipeline.compat import acknowledge, stale
 from pipeline.core.partition import Emitted, PartitionLogic
 from pipeline.sends import dumps
-from schemas.accounts import AccountBatch
+from schemas.accounts import AccountBatch, AccountMessage
 from schemas.cloudevents import ce_headers, source_for
 from schemas.sla import SlaBreachStatus
 
 if TYPE_CHECKING:
     from pipeline.app import LifecyclePipeline
+
+log = logging.getLogger(__name__)
 
 
 class Accounts:
@@ -73,6 +76,8 @@ class Accounts:
         batch: AccountBatch = event.value
         self.clock_sent.discard(partition)
         result = logic.process(batch.messages, p.accounts, p.journals, p.deadlines, p.progress)
+        if result.gaps:
+            self._report_gaps(partition, result.gaps, logic)
         for emitted in result.emitted:
             await self._publish(emitted)
         if result.forward:
@@ -84,6 +89,19 @@ class Accounts:
         p.progress[str(partition)] = logic.progress.to_dict()
         await p.sends.flush()  # the changelog writes, before the ack
         acknowledge(event)
+
+    def _report_gaps(self, partition: int, gaps: list[AccountMessage], logic: PartitionLogic) -> None:
+        """Messages after a missing one were not applied (``core.numbering``): their sender sends
+        them again, in order, from its commit. Normal right after a sender's restart that lost a
+        send; lasting, a write never reached the broker."""
+        by_origin: dict[str, list[int]] = {}
+        for message in gaps:
+            by_origin.setdefault(message.origin or "", []).append(message.seq or 0)
+        for origin, seqs in by_origin.items():
+            metrics.child(metrics.ACCOUNT_MESSAGE_GAPS, origin).inc(len(seqs))
+            log.warning("account partition %d: %d message(s) of %s (numbers %d..%d) wait for %s's message %d "
+                        "(sent again from its commit)", partition, len(seqs), origin, min(seqs), max(seqs), origin,
+                        logic.progress.last_seq.get(origin, 0) + 1)
 
     def _load(self, partition: int) -> PartitionLogic:
         p = self.pipeline

@@ -5,8 +5,8 @@ tables.
 
 Output is a function of the input alone: records are released in a merged order decided by
 the data (``core.merge``: offset-based idleness, no wall-clock quietness), identity is resolved
-in that order, and every message sent is numbered (``seq``), so an account partition applies
-each once. A parsed message (one raw message's records) is the unit of the merge and of the
+in that order, and every message sent is numbered per account partition (``core.numbering``),
+so an account partition applies each once, in order. A parsed message (one raw message's records) is the unit of the merge and of the
 commit: it is acknowledged only once all its records caused has been sent; its table writes name
 it (``pipeline.tables.source_position``), so recovery resumes exactly at the commit.
 
@@ -30,7 +30,8 @@ from faust.types import TP
 from pipeline import metrics
 from pipeline.compat import acknowledge, stale
 from pipeline.core.merge import Item, SourceMerge
-from pipeline.ingest import Arrived, MergeEvent, Sourced, resolve_event, unresolvable_letter
+from pipeline.core.numbering import Counters
+from pipeline.ingest import INGEST_ORIGIN, Arrived, MergeEvent, Sourced, resolve_event, unresolvable_letter
 from pipeline.tables import source_position
 from pipeline.sends import dumps
 from schemas.cloudevents import ce_headers, source_for
@@ -72,6 +73,7 @@ class Ingest:
         self._last_record = time.monotonic()
         self._last_watch = time.monotonic()
         self._watch_from: float | None = None    # the first tick after an assignment's recovery
+        self._halted = False                      # a flush did not finish: nothing more goes out
 
     # ---- the agent ---------------------------------------------------------------------------
     async def run(self, stream: faust.StreamT) -> None:
@@ -182,6 +184,7 @@ class Ingest:
             pending.discard()  # of released input that was not sent: it is read again
         self._released_at = None
         self._finished, self._open = [], 0  # not acknowledged: read again from the commit
+        self._outbox, self._sends, self._halted = [], [], False
         self._next_offset.clear()
         self._reports.clear()
         self._watch_from = None
@@ -253,7 +256,7 @@ class Ingest:
     async def _release_all(self, flush_at: int) -> None:
         """Release in slices of a batch, sending each full one, so a partition that becomes
         caught up with thousands queued never blocks the event loop for long."""
-        while True:
+        while not self._halted:
             released = self._release(BATCH_MAX)
             if (self._outbox or self._finished) and len(self._outbox) >= flush_at:
                 await self._flush_outbox()
@@ -264,7 +267,7 @@ class Ingest:
         """Take up to ``limit`` items the merge lets go, resolve identity in that order, queue
         them to send; returns how many were taken."""
         state = self.pipeline.ingest_state
-        seq = state.get("seq") or 0
+        sent = Counters(state.get("sent"))   # the last number sent to each account partition
         last: tuple[str, int, int] | None = None
         taken = 0
         for _tp, (events, pending) in itertools.islice(self.merge.pop_ready(self._caught_up), limit):
@@ -274,7 +277,7 @@ class Ingest:
                 last = (message.topic, message.partition, message.offset)
                 with source_position(*last):
                     for sourced in events:  # in event time
-                        seq = self._resolve(sourced, self.raw_of[message.topic][0], seq)
+                        self._resolve(sourced, self.raw_of[message.topic][0], sent)
             if pending.left == pending.records:
                 self._open += 1
             pending.left -= 1
@@ -284,10 +287,26 @@ class Ingest:
         if last is not None:
             self._released_at = last
             with source_position(*last):
-                state["seq"] = seq
+                state["sent"] = sent.to_dict()
         return taken
 
     async def _flush_outbox(self) -> None:
+        """Send what was released, then acknowledge it at a clean point. A flush that does not
+        finish (cancelled by a shutdown, or a send refused) halts the ingest until the next
+        assignment: its messages are numbered, and an account partition that received a later
+        number would skip these as repeats when they are sent again (seen: a SIGTERM cancelled
+        the first flush, the release timer then sent the second, and the accounts lost their
+        earliest events). What was released is read again from the commit."""
+        if self._halted:
+            return
+        try:
+            await self._send_released()
+        except BaseException as exc:
+            self._halted = True
+            log.warning("ingest halted until the next assignment: a flush did not finish (%r)", exc)
+            raise
+
+    async def _send_released(self) -> None:
         outbox, sends = self._outbox, self._sends
         self._outbox, self._sends = [], []
         self._outbox_since = time.monotonic()
@@ -317,9 +336,9 @@ class Ingest:
             pending.done()
 
     # ---- the pure step (``pipeline.ingest``), with its metrics and dead letters -------------
-    def _resolve(self, sourced: Sourced, topic: str, seq: int) -> int:
-        """Resolve an event in merged order; queue what it causes on the account topic, numbered
-        from ``seq`` on (returns the last number), and its identity facts."""
+    def _resolve(self, sourced: Sourced, topic: str, sent: Counters) -> None:
+        """Resolve an event in merged order; queue what it causes on the account topic, each
+        message numbered for its account's partition (``sent``), and its identity facts."""
         ev = sourced.event
         assert isinstance(ev, MergeEvent)
         resolved = resolve_event(self.pipeline.resolver, ev)
@@ -331,14 +350,13 @@ class Ingest:
             assert resolved.unresolvable is not None
             self._queue_dead_letter(unresolvable_letter(sourced, resolved.unresolvable, topic=topic,
                                                         now=self.pipeline.wall()))
-            return seq
+            return
+        partition_of = self.pipeline.partition_of
         for merge in resolved.merges:
-            seq += 1
-            merge.origin, merge.seq = "ingest", seq
+            merge.origin, merge.seq = INGEST_ORIGIN, sent.next(partition_of(merge.account_id))
             self._outbox.append((merge.account_id, dumps(merge)))
-        seq += 1
-        self._outbox.append((resolved.account_id, ev.message(resolved.account_id, "ingest", seq)))
-        return seq
+        account = resolved.account_id
+        self._outbox.append((account, ev.message(account, INGEST_ORIGIN, sent.next(partition_of(account)))))
 
     def _queue_dead_letter(self, record: DeadLetter) -> None:
         """Sent with the next batch, before the record is acknowledged."""

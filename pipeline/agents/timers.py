@@ -26,7 +26,7 @@ class Timers:
     async def release(self) -> None:
         """Parse: report partitions read to their end. Ingest: release what became decidable
         without a new record, send a batch that waited."""
-        if self.pipeline.started and not self.pipeline.app.rebalancing:
+        if self.pipeline.started and not self.pipeline.app.rebalancing and not self.pipeline.app.should_stop:
             await self.pipeline.parse.tick()
             await self.pipeline.ingest.tick()
 
@@ -36,8 +36,8 @@ class Timers:
         (a ``clock`` message after everything it released); from then on, until other input
         arrives, a partition whose next deadline is due clocks itself."""
         p = self.pipeline
-        if not p.started or p.app.rebalancing:  # tables are being recovered: nothing to read yet
-            return
+        if not p.started or p.app.rebalancing or p.app.should_stop:
+            return  # tables are being recovered (nothing to read yet), or the producer may be closing
         now = p.wall() - timedelta(seconds=p.settings.allowed_lateness_seconds)
         ingest = p.ingest
         if ingest.merge.partitions() and not ingest.announced:

@@ -4,9 +4,10 @@ The Faust agent hands each batch from ``lifecycle.account-events`` to
 :meth:`PartitionLogic.process` with read access to the partition's tables and
 writes back what it returns. Everything that decides an output lives here:
 
-* **Exactly-once effect.** Every message carries ``(origin, seq)``; a partition
-  remembers the last seq applied per origin, so a message re-sent after a
-  restart is skipped, whatever state the restart left.
+* **Exactly-once effect.** Every message carries ``(origin, seq)``, numbered per
+  receiving partition (``core.numbering``); a partition remembers the last seq
+  applied per origin, so a message re-sent after a restart is skipped, whatever
+  state the restart left, and a message after a lost one waits for its re-send.
 * **The SLA clock is the partition's event-time watermark** (the newest event
   time it has processed, or the ``clock`` the ingest step sends once every
   input is caught up). When it passes an account's deadline, the account gets a
@@ -32,6 +33,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from pipeline.core.account import AccountLogic, Outputs
+from pipeline.core.numbering import Counters, Verdict, check, origin
 from pipeline.core.state import AccountState, held_key, journal_key, journal_keys
 from schemas.events import LifecycleEvent
 from schemas.accounts import AccountMessage
@@ -46,7 +48,8 @@ class Progress:
 
     watermark: float | None = None
     last_seq: dict[str, int] = field(default_factory=dict)
-    forwarded: int = 0
+    forwarded: int = 0     # messages sent without a partition function (numbered per sender)
+    sent: Counters = field(default_factory=Counters)   # per receiving partition
     blocked: list[str] = field(default_factory=list)   # accounts awaiting a merge's journal
     # While any account waits, every clock reading is logged (one key each, see reading_key)
     # so the waiting accounts can replay them in place once their journal is in.
@@ -55,14 +58,16 @@ class Progress:
 
     def to_dict(self) -> dict:
         return {"watermark": self.watermark, "last_seq": self.last_seq, "forwarded": self.forwarded,
-                "blocked": self.blocked, "log_len": self.log_len, "log_chunks": self.log_chunks}
+                "sent": self.sent.to_dict(), "blocked": self.blocked, "log_len": self.log_len,
+                "log_chunks": self.log_chunks}
 
     @classmethod
     def from_dict(cls, value: Mapping | None) -> Progress:
         if not value:
             return cls()
         return cls(value.get("watermark"), dict(value.get("last_seq") or {}), int(value.get("forwarded") or 0),
-                   list(value.get("blocked") or []), int(value.get("log_len") or 0), list(value.get("log_chunks") or []))
+                   Counters(value.get("sent")), list(value.get("blocked") or []), int(value.get("log_len") or 0),
+                   list(value.get("log_chunks") or []))
 
 
 def reading_key(partition: int, first: int) -> str:
@@ -86,6 +91,7 @@ class BatchResult:
     deadlines: dict[str, float | None] = field(default_factory=dict)
     logs: dict[str, Any] = field(default_factory=dict)  # progress-table writes: clock-log chunks, held messages
     skipped: int = 0
+    gaps: list[AccountMessage] = field(default_factory=list)   # not applied: an earlier message is missing
 
 
 def merge_key(message: AccountMessage) -> str:
@@ -101,7 +107,8 @@ class PartitionLogic:
         self.logic = logic
         self.partition = partition
         self.partition_of = partition_of   # None: every message for another account goes out
-        self.origin = f"accounts-{partition}"
+        # numbered per receiving partition when those are known (core.numbering)
+        self.origin = f"accounts-{partition}" if partition_of is None else origin(f"accounts-{partition}")
         self.progress = Progress()
         self._heap: list[tuple[float, str]] = []
         self.caught_up = False  # the last message was the ingest step's "caught up" clock
@@ -116,12 +123,15 @@ class PartitionLogic:
                 journals: Mapping[str, LifecycleEvent | None], deadlines: Mapping[str, float | None],
                 readings: Mapping[str, list[float] | None] | None = None) -> BatchResult:
         run = _Batch(self, accounts, journals, deadlines, readings or {})
+        last_seq = self.progress.last_seq
         for message in messages:
-            if message.seq is not None and message.origin is not None:
-                if message.seq <= self.progress.last_seq.get(message.origin, -1):
+            verdict = check(last_seq, message.origin, message.seq)
+            if verdict is not Verdict.APPLY:
+                if verdict is Verdict.GAP:
+                    run.result.gaps.append(message)
+                else:
                     run.result.skipped += 1
-                    continue
-                self.progress.last_seq[message.origin] = message.seq
+                continue
             if message.type == "clock":
                 self.caught_up = True
                 if message.now is not None:
@@ -379,11 +389,15 @@ class _Batch:
         """To another account: delivered in place if it lives in this partition (see
         :meth:`deliver_local`), else numbered and forwarded through the account topic."""
         owner = self.owner
-        if owner.partition_of is not None and owner.partition_of(message.account_id) == owner.partition:
-            self._local.append(message)
-            return
-        message.origin = owner.origin
-        message.seq = owner.next_seq()
+        if owner.partition_of is None:
+            seq = owner.next_seq()
+        else:
+            target = owner.partition_of(message.account_id)
+            if target == owner.partition:
+                self._local.append(message)
+                return
+            seq = owner.progress.sent.next(target)
+        message.origin, message.seq = owner.origin, seq
         self.result.forward.append(message)
 
     def deliver_local(self) -> None:
