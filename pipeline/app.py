@@ -58,13 +58,13 @@ from pipeline.settings import Settings
 from pipeline.tables import CommittedOffsets, checkpointed_table
 from pipeline.write_back import WriteBack
 from schemas.accounts import AccountBatch
-from schemas.parsed import MAX_MESSAGE_BYTES as PARSED_MAX_BYTES
 from schemas.raw_batch import partition_for
 from schemas.base import utcnow
 from schemas.events import DeadLetter, LifecycleEvent
 from schemas.handoffs import Handoff
 from schemas.sla import SlaBreach
 from schemas.transitions import StageTransition
+from schemas.topics import LARGE_MESSAGE_BYTES, LARGE_TOPIC_CONFIG
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def faust_config(settings: Settings) -> dict[str, Any]:
         stream_recovery_delay=0.0,
         stream_wait_empty=False,
         producer_linger=0.02,
-        producer_max_request_size=PARSED_MAX_BYTES + 64 * 1024,  # a parsed message (schemas.parsed)
+        producer_max_request_size=LARGE_MESSAGE_BYTES + 64 * 1024,  # a parsed message (schemas.parsed)
         web_enabled=settings.web_enabled,
         web_host=settings.web_host,
         web_port=settings.web_port,
@@ -141,7 +141,7 @@ class LifecyclePipeline:
         self.raw_topic = app.topic(*topics.raw.values(), value_serializer="raw", key_serializer="raw",
                                    partitions=settings.partitions)
         self.parsed_topic = app.topic(*self.parsed_topics, value_serializer="raw", key_serializer="raw", partitions=1,
-                                      config={"max.message.bytes": str(PARSED_MAX_BYTES)})
+                                      config=LARGE_TOPIC_CONFIG)
         self.account_topic = app.topic(topics.account_events, key_serializer=STR,
                                        value_serializer=codec_for(AccountBatch), partitions=settings.partitions)
         self.transitions_topic = app.topic(topics.stage_transitions, key_serializer=STR,
@@ -152,7 +152,8 @@ class LifecyclePipeline:
                                         partitions=settings.partitions)
         self.identity_topic = app.topic(topics.identity, key_serializer=STR, value_serializer="raw", partitions=1)
         self.dead_letter_topic = app.topic(topics.dead_letter, key_serializer=STR,
-                                           value_serializer=codec_for(DeadLetter), partitions=1)
+                                           value_serializer=codec_for(DeadLetter), partitions=1,
+                                           config=LARGE_TOPIC_CONFIG)
         # ---- tables: changelogged, recovered to exactly the committed input ------------------------
         committed = self.committed = CommittedOffsets(app)
         self.accounts = checkpointed_table(app, "accounts", settings.partitions, codec_for(AccountState), committed)

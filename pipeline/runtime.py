@@ -11,7 +11,7 @@ from pipeline import gc_policy
 from pipeline.broker import EmbeddedBroker
 from pipeline.settings import Settings
 from pipeline.topics import ensure_topics
-from schemas.parsed import MAX_MESSAGE_BYTES as PARSED_MAX_BYTES
+from schemas.topics import LARGE_TOPIC_CONFIG
 
 if TYPE_CHECKING:
     import faust
@@ -38,13 +38,12 @@ def create_topics(settings: Settings) -> list[str]:
     assert settings.bootstrap_servers
     topics = settings.topics
     single = topics.single_partition(settings.partitions)  # one ordered view for identity
-    # a parsed message, or a dead letter (a record's bytes, escaped), can pass Kafka's 1 MB default
-    large = [*topics.parsed(settings.partitions), topics.dead_letter]
+    large = topics.large(settings.partitions)
     keyed = [n for n in topics.all_names() if n not in single]
     created = ensure_topics(settings.bootstrap_servers, keyed, settings.partitions)
     created += ensure_topics(settings.bootstrap_servers, [n for n in single if n not in large], 1)
     created += ensure_topics(settings.bootstrap_servers, large, 1,
-                             configs={"max.message.bytes": str(PARSED_MAX_BYTES)})
+                             configs=LARGE_TOPIC_CONFIG)
     return created
 
 

@@ -14,7 +14,7 @@ merge itself never reads the raw topic.
 A parsed message can be larger than its raw message (each record's original bytes beside its
 canonical events: up to 2.3× in the generated sample, more for a vendor payload that carries
 many events), so the parsed topics are created with ``max.message.bytes`` of
-``MAX_MESSAGE_BYTES`` and the worker's producer allows that much.
+``schemas.topics.LARGE_MESSAGE_BYTES`` and the worker's producer allows that much.
 """
 
 from __future__ import annotations
@@ -23,8 +23,6 @@ from pydantic import Field
 
 from schemas.base import Record
 from schemas.events import LifecycleEvent
-
-MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 
 
 class ParsedRecord(Record):

@@ -41,6 +41,11 @@ class TopicSpec:
 
 PARSED = "lifecycle.parsed"   # + ".<source>.<partition>": the parse stage's topics (Topics.parsed)
 
+# Topics whose messages can pass Kafka's 1 MB default (Topics.large): a parsed message carries each
+# record's bytes beside its events (schemas.parsed), a dead letter a record's bytes, escaped.
+LARGE_MESSAGE_BYTES = 8 * 1024 * 1024
+LARGE_TOPIC_CONFIG = {"max.message.bytes": str(LARGE_MESSAGE_BYTES)}
+
 
 @dataclass(frozen=True)
 class Topics:
@@ -124,6 +129,10 @@ class Topics:
         """Topics with one partition: identity, dead letters and the parsed topics (everything the
         one ordered identity writer reads or writes lands on one worker)."""
         return [*self.parsed(partitions), self.identity, self.dead_letter]
+
+    def large(self, partitions: int) -> list[str]:
+        """Topics created with ``LARGE_TOPIC_CONFIG``: the parsed topics and the dead letters."""
+        return [*self.parsed(partitions), self.dead_letter]
 
     def spec(self, name: str) -> TopicSpec:
         return next(s for s in self.specs if s.name == name)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -166,7 +167,7 @@ class _Batch:
         self._new_from = owner.progress.log_len
         self._log: tuple[int, list[float]] | None = None
         self._holding: dict[str, list[AccountMessage]] = {}   # this batch's held slot per account
-        self._local: list[AccountMessage] = []   # sent to accounts of this partition, not yet delivered
+        self._local: deque[AccountMessage] = deque()   # sent to accounts of this partition, not yet delivered
         self.logic = owner.logic
         self._accounts = accounts
         self._journals = journals
@@ -404,7 +405,7 @@ class _Batch:
         """What the last message sent to accounts of this partition, in the order sent, right
         after it: a point of the partition's sequence that is the same in every run."""
         while self._local:
-            message = self._local.pop(0)
+            message = self._local.popleft()
             self.deliver(message.account_id, message)
 
     def reschedule(self, state: AccountState) -> None:

@@ -1,6 +1,6 @@
 """A parsed message can be larger than the raw message it came from (each record's original
 bytes beside its canonical events), and larger than a Kafka message's 1 MB default: the parsed
-topics are created to take it (``schemas.parsed.MAX_MESSAGE_BYTES``) and the worker's producer
+topics are created to take it (``schemas.topics.LARGE_MESSAGE_BYTES``) and the worker's producer
 sends it. One raw message here parses to more than a megabyte; the worker must apply it all."""
 
 from __future__ import annotations
