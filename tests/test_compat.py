@@ -63,3 +63,28 @@ def test_a_commit_never_moves_past_an_unacknowledged_offset(consumer: faust.type
 
     acknowledge(_event(consumer, 3))
     assert consumer._new_offset(tp) == 6
+
+
+def test_no_offset_is_committed_after_a_write_the_producer_gave_up_on(
+        consumer: faust.types.ConsumerT, monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    import pipeline.compat as compat
+
+    compat.patch_faust_durable_commit()
+
+    async def drained(producer: object) -> bool:
+        return True
+
+    crashed: list[BaseException] = []
+
+    async def crash(exc: BaseException) -> None:
+        crashed.append(exc)
+
+    monkeypatch.setattr(compat, "drain_producer", drained)
+    app = consumer.app
+    monkeypatch.setattr(app, "crash", crash)
+    app.sends = SimpleNamespace(failed=RuntimeError("MessageSizeTooLargeError"))  # type: ignore[attr-defined]
+    assert asyncio.run(consumer._commit_offsets({tp: 5})) is False
+    assert [str(e) for e in crashed] == ["MessageSizeTooLargeError"]
+    assert consumer._committed_offset[tp] is None

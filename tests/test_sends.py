@@ -65,3 +65,32 @@ async def test_a_cancelled_flush_keeps_what_it_did_not_hand_over_for_the_next() 
     app.producer = SlowProducer()
     await sends.flush()
     assert app.producer.sent == [b"v1", b"v2"] and not sends.changelog
+
+
+class RefusingProducer(SlowProducer):
+    """Accepts every message; the broker refuses the second (its delivery fails later)."""
+
+    async def send(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None,
+                   timestamp: Any, headers: Any) -> asyncio.Future[Any]:
+        self.sent.append(value)
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if len(self.sent) == 2:
+            done.set_exception(RuntimeError("MessageSizeTooLargeError"))
+        else:
+            done.set_result((topic, partition))
+        return done
+
+
+async def test_a_write_the_producer_gives_up_on_is_recorded_and_stays_recorded() -> None:
+    app = App()
+    app.producer = RefusingProducer()
+    sends = Sends(app)
+    await sends.send("lifecycle.account-events", "acct:a", b"1", partition=0)
+    await asyncio.sleep(0)
+    assert sends.failed is None
+    await sends.send("lifecycle.account-events", "acct:a", b"2", partition=0)
+    sends.queue_changelog("t-changelog", 0, b"k", b"v", [])
+    await sends.flush()
+    await asyncio.sleep(0)
+    assert isinstance(sends.failed, RuntimeError)   # what the commit refuses on (pipeline.compat)
+    assert app.producer.sent == [b"1", b"2", b"v"]   # later writes succeed, and change nothing
