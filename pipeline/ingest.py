@@ -163,10 +163,11 @@ def parse_message(value: bytes, topic: str, where: str, *, now: datetime, accept
     return ParsedMessage(records, events)
 
 
-def to_parsed(parsed: ParsedMessage, offset: int, highwater: int) -> ParsedBatch:
+def to_parsed(parsed: ParsedMessage, offset: int, highwater: int, after: int | None = None) -> ParsedBatch:
     """A parsed raw message as the parse stage sends it to the merge (``schemas.parsed``):
-    the records with accepted events only, each with its bytes and place in the message."""
-    return ParsedBatch(offset=offset, position=offset + 1, highwater=highwater, records=len(parsed.records),
+    the records with accepted events only, each with its bytes and place in the message.
+    ``after``: the parser's position before it."""
+    return ParsedBatch(offset=offset, after=after, position=offset + 1, highwater=highwater, records=len(parsed.records),
                        parsed=[ParsedRecord(index=i, original=events[0].original.decode(),
                                             events=[s.event for s in events])
                                for i, events in enumerate(parsed.events) if events])
@@ -178,6 +179,7 @@ class Arrived:
     and not validated again (the parse stage wrote it from validated models)."""
 
     offset: int | None
+    after: int | None
     position: int
     highwater: int
     records: int
@@ -187,7 +189,8 @@ class Arrived:
     def of(cls, value: bytes) -> Arrived:
         """Raises ValueError, KeyError or TypeError for a value that is not a parsed message."""
         data = orjson.loads(value)
-        return cls(data["offset"], data["position"], data["highwater"], data["records"], data["parsed"])
+        return cls(data["offset"], data.get("after"), data["position"], data["highwater"], data["records"],
+                   data["parsed"])
 
     def sourced(self, where: str) -> list[list[Sourced]]:
         """Each carried record's events, in event time, with the record's bytes and origin as

@@ -53,9 +53,10 @@ SLA_DETECTION_DELAY = Histogram(
     buckets=LATENCY_BUCKETS, registry=REGISTRY)
 IDENTITY_DECISIONS = Counter(
     "lifecycle_identity_decisions", "Identity resolution decisions, by rule", ["rule"], registry=REGISTRY)
-ACCOUNT_MESSAGE_GAPS = Counter(
-    "lifecycle_account_message_gaps", "Account-topic messages held back because an earlier one of their sender is "
-    "missing (applied once the sender sends them again; lasting, a write was lost)", ["origin"], registry=REGISTRY)
+MESSAGE_GAPS = Counter(
+    "lifecycle_message_gaps", "Messages between the worker's steps not applied because an earlier one of their "
+    "sender is missing (taken once the sender sends them again, in order; lasting, a write was lost), by hop "
+    "(parsed, account) and sender", ["hop", "origin"], registry=REGISTRY)
 CONSUMER_LAG = Gauge(
     "lifecycle_consumer_lag", "Messages between the highwater mark and the committed offset",
     ["topic", "partition"], registry=REGISTRY)

@@ -39,6 +39,10 @@ class ParsedBatch(Record):
     consumer last saw it; the partition is read to its end once ``position >= highwater``."""
 
     offset: int | None = Field(default=None, description="The raw message's offset; None for a marker")
+    after: int | None = Field(default=None, description=(
+        "The parser's position before this message: its previous message's position, or where it started "
+        "reading. A merge that has taken less has missed a message and takes none after it until the parser "
+        "sends them again (None: a parser of an earlier version)"))
     position: int
     highwater: int
     records: int = Field(default=0, description="Records in the raw message (dead-lettered and ignored ones too)")

@@ -98,7 +98,7 @@ class Accounts:
         for message in gaps:
             by_origin.setdefault(message.origin or "", []).append(message.seq or 0)
         for origin, seqs in by_origin.items():
-            metrics.child(metrics.ACCOUNT_MESSAGE_GAPS, origin).inc(len(seqs))
+            metrics.child(metrics.MESSAGE_GAPS, "account", origin).inc(len(seqs))
             log.warning("account partition %d: %d message(s) of %s (numbers %d..%d) wait for %s's message %d "
                         "(sent again from its commit)", partition, len(seqs), origin, min(seqs), max(seqs), origin,
                         logic.progress.last_seq.get(origin, 0) + 1)

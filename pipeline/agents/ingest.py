@@ -212,8 +212,16 @@ class Ingest:
             return []
         known = self._report(tp)
         report = known or [0, 0]
+        if known is not None and batch.after is not None and batch.after > report[0]:
+            # a parsed message before this one never arrived: taking this one would make the
+            # missing one a repeat when the parser sends both again from its commit
+            metrics.child(metrics.MESSAGE_GAPS, "parsed", tp.topic).inc()
+            log.warning("ingest: %s/%d/%d follows raw offset %d, but raw offsets from %d are missing: "
+                        "not taken (the parser sends them again from its commit)", message.topic,
+                        message.partition, message.offset, batch.after, report[0])
+            return []
         first = batch.position if batch.offset is None else batch.offset
-        if first > report[0]:
+        if batch.after is None and first > report[0]:   # a parser of an earlier version
             log.error("ingest: raw %s/%d records %d..%d never parsed", *self.raw_of[tp.topic], report[0], first - 1)
         fresh = batch.offset is not None and batch.offset >= report[0]
         moved = [max(report[0], batch.position), max(report[1], batch.highwater)]

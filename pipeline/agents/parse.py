@@ -8,7 +8,9 @@ read the parsed topics on one worker.
 At-least-once, made exact downstream: an offset is acknowledged once its messages are handed
 to the producer, and a commit waits for the producer (``pipeline.compat``). A restarted or
 reassigned parser sends again from the raw commit; the merge keeps what it has by raw
-offset. Sends for a partition stop before it is revoked (``lock``), so a parsed topic never
+offset. Each message also names the parser's position before it (``after``), so the merge
+tells a message that never arrived (a send refused while a later one went through) from raw
+offsets that hold no record (a transactional producer's markers). Sends for a partition stop before it is revoked (``lock``), so a parsed topic never
 holds an old owner's message after its new owner's.
 
 The merge never reads the raw topics, so it learns that a raw partition is read to its end
@@ -67,8 +69,8 @@ class Parse:
                         if record.dead_letter is not None:
                             await self.pipeline.send_dead_letter(record.dead_letter)
                     highwater = self.app.consumer.highwater(tp)
-                    batch = to_parsed(parsed, message.offset,
-                                      message.offset + 1 if highwater is None else highwater)
+                    batch = to_parsed(parsed, message.offset, message.offset + 1 if highwater is None else highwater,
+                                      after=self._next.get(tp, self._start.get(tp, 0)))
                     await self._send(tp, batch)
                     self._next[tp] = message.offset + 1
                     acknowledge(event)
@@ -88,7 +90,7 @@ class Parse:
                 if highwater is None or position is None or position < highwater:
                     continue
                 if self._reported.get(tp) != (position, highwater):
-                    await self._send(tp, ParsedBatch(position=position, highwater=highwater))
+                    await self._send(tp, ParsedBatch(after=position, position=position, highwater=highwater))
 
     async def on_revoked(self, revoked: set[TP]) -> None:
         mine = {tp for tp in revoked if tp in self._assigned}
