@@ -177,8 +177,10 @@ def acknowledge(event: Any) -> None:
 
 def stale(app: Any, event: Any) -> bool:
     """Delivered before the current assignment's recovery finished (flow suspended, or an older
-    consumer generation): Faust seeks back to the commit, so it is read again; leave it alone."""
-    return (not app.flow_control.is_active()
+    consumer generation): Faust seeks back to the commit, so it is read again; leave it alone.
+    Also once the app is stopping: its last commit (``LifecyclePipeline.commit_before_stop``)
+    is made, and what comes after it is read again by the restarted worker."""
+    return (app.should_stop or not app.flow_control.is_active()
             or event.message.generation_id != app.consumer_generation_id)
 
 

@@ -88,3 +88,16 @@ def test_no_offset_is_committed_after_a_write_the_producer_gave_up_on(
     assert asyncio.run(consumer._commit_offsets({tp: 5})) is False
     assert [str(e) for e in crashed] == ["MessageSizeTooLargeError"]
     assert consumer._committed_offset[tp] is None
+
+
+def test_once_the_app_stops_agents_take_nothing_more() -> None:
+    """After a graceful stop's last commit, what is delivered is read again by the restarted worker."""
+    from types import SimpleNamespace
+
+    from pipeline.compat import stale
+
+    event = SimpleNamespace(message=SimpleNamespace(generation_id=3))
+    running = SimpleNamespace(should_stop=False, flow_control=SimpleNamespace(is_active=lambda: True),
+                              consumer_generation_id=3)
+    assert not stale(running, event)
+    assert stale(SimpleNamespace(**{**vars(running), "should_stop": True}), event)

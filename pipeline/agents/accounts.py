@@ -37,12 +37,12 @@ class Accounts:
         self.partitions: dict[int, PartitionLogic] = {}
         self.clock_sent: set[int] = set()        # partitions with a self-clock in flight
         self._assigned: set[int] = set()
-        self._lock = asyncio.Lock()              # held for each batch, so a revoke waits for it
+        self.lock = asyncio.Lock()               # held for each batch, so a revoke waits for it
 
     async def run(self, stream: faust.StreamT) -> None:
         try:
             async for event in stream.noack().events():
-                async with self._lock:
+                async with self.lock:
                     await self._batch(event)
         except BaseException as exc:
             self.pipeline.note_failure(exc)
@@ -51,7 +51,7 @@ class Accounts:
     async def on_revoked(self, revoked: set[TP]) -> None:
         """A batch in hand finishes (writes and ack) before its partition may move."""
         topic = self.pipeline.topics.account_events
-        async with self._lock:
+        async with self.lock:
             for tp in revoked:
                 if tp.topic == topic:
                     self._assigned.discard(tp.partition)

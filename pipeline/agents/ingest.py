@@ -156,6 +156,10 @@ class Ingest:
         if silent and not self.app.rebalancing:
             self._start.update(await self.pipeline.committed.get(silent))
 
+    async def flush(self) -> None:
+        """Send what was released (call under ``lock``): a stop's last commit."""
+        await self._flush_outbox()
+
     def idle(self) -> bool:
         """Every owned raw partition read to its end and everything released sent (call under ``lock``)."""
         return (bool(self.merge.partitions()) and not len(self.merge) and not self._outbox and not self._finished
