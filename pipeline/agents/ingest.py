@@ -97,6 +97,10 @@ class Ingest:
                         log.error("ingest: %s records %d..%d skipped by the consumer", tp, expected,
                                   message.offset - 1)
                     records = self._take(tp, event)
+                    # Taken out: what the merge needs. The message itself stays until it is
+                    # acknowledged at a clean point, which in a backfill can be its end, so its
+                    # bytes (up to megabytes) are let go now, not held for the whole backfill.
+                    event.value = message.value = None
                     # Each record is one item of the merge, at its oldest event's time (records
                     # of four sources interleave in event time); the message is acknowledged
                     # once all its records are released and sent (see _flush_outbox).
