@@ -118,9 +118,6 @@ class LifecyclePipeline:
         patch_faust_manual_acks()
         app_id = f"{settings.app_id}-readmodel" if settings.role == "sink" else settings.app_id
         self.app = app = _App(app_id, **faust_config(settings))
-        partitions = settings.partitions
-        self._partition_of = functools.lru_cache(maxsize=1 << 16)(
-            lambda account_id: partition_for(account_id.encode(), partitions))
         self.sends = app.sends = Sends(app)  # the agents' writes, without Faust's per-message cost
         self.app.webserver_hooks.append(self._mount_read_model)
         if settings.role != "sink":
@@ -228,7 +225,7 @@ class LifecyclePipeline:
     def partition_of(self, account_id: str) -> int:
         """Kafka's default (murmur2) partitioner, so keyed and batched sends agree (remembered
         for the most recent accounts: each message is numbered and routed by it)."""
-        return self._partition_of(account_id)
+        return _partition_of(account_id, self.settings.partitions)
 
     async def route(self, messages: list[tuple[str, bytes]]) -> None:
         """Send messages (account id, ``AccountMessage`` JSON) to their accounts' partitions, one
@@ -282,6 +279,11 @@ def _wall_clock(frozen: str | None) -> Any:
     if pinned.tzinfo is None:
         pinned = pinned.replace(tzinfo=timezone.utc)
     return lambda: pinned
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _partition_of(account_id: str, partitions: int) -> int:
+    return partition_for(account_id.encode(), partitions)
 
 
 STOP_COMMIT_TIMEOUT = 10.0   # seconds for the last commit of a graceful stop
