@@ -6,9 +6,10 @@ tables.
 Output is a function of the input alone: records are released in a merged order decided by
 the data (``core.merge``: offset-based idleness, no wall-clock quietness), identity is resolved
 in that order, and every message sent is numbered per account partition (``core.numbering``),
-so an account partition applies each once, in order. A parsed message (one raw message's records) is the unit of the merge and of the
-commit: it is acknowledged only once all its records caused has been sent; its table writes name
-it (``pipeline.tables.source_position``), so recovery resumes exactly at the commit.
+so an account partition applies each once, in order. A parsed message (one raw message's
+records) is the unit of the merge and of the commit: it is acknowledged only once all its
+records caused has been sent; its table writes name it (``pipeline.tables.source_position``),
+so recovery resumes exactly at the commit.
 
 The parsers deliver at least once: a raw message parsed again after a parser's restart is
 dropped here by its raw offset. How far each raw partition has been read (the parser's reports,

@@ -10,8 +10,9 @@ to the producer, and a commit waits for the producer (``pipeline.compat``). A re
 reassigned parser sends again from the raw commit; the merge keeps what it has by raw
 offset. Each message also names the parser's position before it (``after``), so the merge
 tells a message that never arrived (a send refused while a later one went through) from raw
-offsets that hold no record (a transactional producer's markers). Sends for a partition stop before it is revoked (``lock``), so a parsed topic never
-holds an old owner's message after its new owner's.
+offsets that hold no record (a transactional producer's markers). Sends for a partition stop
+before it is revoked (``lock``), so a parsed topic never holds an old owner's message after
+its new owner's.
 
 The merge never reads the raw topics, so it learns that a raw partition is read to its end
 only from the parser: every parsed message carries the parser's position and the raw
