@@ -218,12 +218,24 @@ def person(person_id: str | None, email: Any = None, name: Any = None, role: str
 
 
 def strip_emails(value: Any) -> Any:
-    """Copy of ``value`` without email addresses: emails belong on ``person``, never in attributes."""
+    """``value`` without email addresses: emails belong on ``person``, never in attributes.
+
+    Most attributes hold none: one look at their JSON (no ``@``, no ``"email"`` key) returns
+    them as they are, without a walk; the rest are copied without them."""
+    if isinstance(value, (dict, list)):
+        try:
+            data = orjson.dumps(value)
+        except TypeError:   # not JSON (e.g. non-string keys): walk it
+            data = b"@"
+        if b"@" not in data and b'"email"' not in data.lower():
+            return value
+    return _stripped(value)
+
+
+def _without_emails(value: dict[str, Any] | list[Any]) -> dict[str, Any] | list[Any]:
     if isinstance(value, dict):
         return {k: _stripped(v) for k, v in value.items() if not (k.lower() == "email" or _is_email(v))}
-    if isinstance(value, list):
-        return [_stripped(v) for v in value if not _is_email(v)]
-    return _stripped(value)
+    return [_stripped(v) for v in value if not _is_email(v)]
 
 
 def _is_email(value: Any) -> bool:
@@ -232,9 +244,9 @@ def _is_email(value: Any) -> bool:
 
 
 def _stripped(value: Any) -> Any:
-    """``strip_emails`` of one value, without a call for the scalars that need nothing."""
+    """One value without emails, without a call for the scalars that need nothing."""
     if isinstance(value, (dict, list)):
-        return strip_emails(value)
+        return _without_emails(value)
     if isinstance(value, str) and "@" in value:
         return _EMAIL_ANYWHERE.sub("[email]", value)
     return value

@@ -13,6 +13,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict
 def _require_utc(value: datetime) -> datetime:
     # Naive datetimes are ambiguous across four vendors' clocks; refuse them
     # at the contract rather than guess a zone.
+    if value.tzinfo is timezone.utc:   # the parsers' own times: nothing to convert
+        return value
     if value.tzinfo is None:
         raise ValueError("datetime must carry a timezone (UTC offset)")
     return value.astimezone(timezone.utc)

@@ -122,6 +122,10 @@ def test_domains_crm_ids_and_vocabulary():
     assert activity_type("G2 review request") == "review"
     assert strip_emails({"email": "a@b.co", "n": ["x@y.io", 1], "t": "mail a@b.co now"}) == {
         "n": [1], "t": "mail [email] now"}
+    # an email key goes even when its value is not an address; nested, too
+    assert strip_emails({"Email": None, "plan": {"email": "", "seats": 3}}) == {"plan": {"seats": 3}}
+    clean = {"plan": {"seats": 3, "tags": ["a", "b"]}, "amount": 1.5}
+    assert strip_emails(clean) == clean
 
 
 def test_ingested_time_is_kept_and_event_time_is_the_vendors():
