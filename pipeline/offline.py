@@ -28,6 +28,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from time import process_time
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
@@ -185,6 +186,17 @@ class ReplayStats:
     events: int = 0
     dead_letters: list[DeadLetter] = field(default_factory=list)
     ignored: int = 0
+    cpu: StageCpu = field(default_factory=lambda: StageCpu())
+
+
+@dataclass
+class StageCpu:
+    """CPU seconds per step of the worker, as this driver spends them (``lifecycle bench`` prints
+    them per record: the lean core's budget, step by step)."""
+
+    parse: float = 0.0       # raw message → canonical events (vendor parsers, envelope, checks)
+    merge: float = 0.0       # the rest: the event-time merge, identity, numbering, routing
+    accounts: float = 0.0    # the account partitions: engine, SLA, handoffs, merges, the clock
 
 
 class _Partitioner:
@@ -215,6 +227,7 @@ class AccountPartitions:
         self.journals: JsonTable[LifecycleEvent] = JsonTable(LifecycleEvent)
         self.deadlines: dict[str, float] = {}
         self.progress: dict[str, Any] = {}
+        self.cpu_seconds = 0.0   # spent in the account partitions (StageCpu.accounts)
 
     def route(self, messages: Iterable[AccountMessage]) -> None:
         queues = self.queues
@@ -238,6 +251,7 @@ class AccountPartitions:
         self.drain()
 
     def _process(self, partition: int, batch: list[AccountMessage]) -> None:
+        started = process_time()
         result = self.partitions[partition].process(batch, self.accounts, self.journals, self.deadlines,
                                                     self.progress)
         out = self.out
@@ -254,6 +268,7 @@ class AccountPartitions:
         _write(self.journals, result.journals)
         _write(self.deadlines, result.deadlines)
         _write(self.progress, result.logs)
+        self.cpu_seconds += process_time() - started
 
 
 class _IdentityGroup:
@@ -309,8 +324,14 @@ class OfflinePipeline:
             progress: Callable[[int], None] | None = None) -> list[ReplayOutput]:
         """Everything recorded in ``sources`` (each in offset order), then the clock; one
         output per journey, in the order given. ``progress`` is told how many records were read."""
+        started = process_time()
         with relaxed_gc():
-            return self._run(sources, progress)
+            try:
+                return self._run(sources, progress)
+            finally:
+                cpu = self.stats.cpu
+                cpu.accounts = sum(run.cpu_seconds for run in self.runs)
+                cpu.merge = process_time() - started - cpu.parse - cpu.accounts
 
     def _run(self, sources: Mapping[SourceKey, Iterable[RawInput]],
              progress: Callable[[int], None] | None) -> list[ReplayOutput]:
@@ -352,8 +373,10 @@ class OfflinePipeline:
         stats, until = self.stats, self.until
         for raw in reader:
             n += 1
+            started = process_time()
             parsed = parse_message(raw.value, raw.topic, f"{raw.topic}/{raw.partition}/{raw.offset}", now=self.now,
                                    accept_test_mode=self.accept_test_mode, future_skew=self.future_skew)
+            stats.cpu.parse += process_time() - started
             for record in parsed.records:
                 if record.dead_letter is not None:
                     stats.dead_letters.append(record.dead_letter)

@@ -45,5 +45,11 @@ def test_the_pure_path_line_runs_the_offline_driver_over_the_preloaded_messages(
     from pipeline.settings import Settings
 
     messages = encode(sample(accounts=3, seed=11, records=None)[0], 4)
-    rate = pure_path(Settings(data_dir=tmp_path), messages, passes=2)
+    pure = pure_path(Settings(data_dir=tmp_path), messages, passes=2)
+    rate, cpu = pure.rate, pure.cpu
     assert rate.records == record_count(messages) and rate.cpu_seconds > 0 and rate.seconds > 0
+    # the split by step covers the pass: every step took time, and they add up to the pass's CPU
+    assert cpu.parse > 0 and cpu.merge > 0 and cpu.accounts > 0
+    assert cpu.parse + cpu.merge + cpu.accounts <= rate.cpu_seconds
+    assert cpu.parse + cpu.merge + cpu.accounts > 0.9 * rate.cpu_seconds
+    assert "= parse " in pure.describe() and "+ accounts " in pure.describe()
