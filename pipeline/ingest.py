@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from connectors.base import Ignored, ParseError
 from connectors.registry import is_test_mode, parse_raw
-from pipeline.core.identity import IdentityResolver, UnresolvableEvent
+from pipeline.core.identity import IdentityResolver, UnresolvableEvent, UsableIdentifiers
 from pipeline.core.numbering import origin
 from schemas.accounts import AccountMessage
 from schemas.events import DeadLetter, LifecycleEvent, RawRecord, SourceKind
@@ -125,10 +125,11 @@ class MergeEvent:
 
 @dataclass(frozen=True)
 class Sourced:
-    """An accepted event and the raw record it came from (kept for a dead letter at resolution)."""
+    """An accepted event and the raw record it came from (kept for a dead letter at resolution;
+    None where the parse stage did not carry it, see ``to_parsed``)."""
 
     event: LifecycleEvent | MergeEvent
-    original: bytes
+    original: bytes | None
     origin: str
 
 
@@ -163,13 +164,19 @@ def parse_message(value: bytes, topic: str, where: str, *, now: datetime, accept
     return ParsedMessage(records, events)
 
 
-def to_parsed(parsed: ParsedMessage, offset: int, highwater: int, after: int | None = None) -> ParsedBatch:
+def to_parsed(parsed: ParsedMessage, offset: int, highwater: int, after: int | None = None,
+              usable: UsableIdentifiers | None = None) -> ParsedBatch:
     """A parsed raw message as the parse stage sends it to the merge (``schemas.parsed``):
-    the records with accepted events only, each with its bytes and place in the message.
-    ``after``: the parser's position before it."""
+    the records with accepted events only, each with its place in the message, and its bytes
+    where identity resolution will dead-letter one of its events (``usable``: the worker's
+    identity settings; None: always). ``after``: the parser's position before it."""
+    def original(events: list[Sourced]) -> str | None:
+        if usable is not None and all(usable.resolvable(s.event.identifiers) for s in events):
+            return None
+        return events[0].original.decode() if events[0].original is not None else None
+
     return ParsedBatch(offset=offset, after=after, position=offset + 1, highwater=highwater, records=len(parsed.records),
-                       parsed=[ParsedRecord(index=i, original=events[0].original.decode(),
-                                            events=[s.event for s in events])
+                       parsed=[ParsedRecord(index=i, original=original(events), events=[s.event for s in events])
                                for i, events in enumerate(parsed.events) if events])
 
 
@@ -198,15 +205,22 @@ class Arrived:
         out = []
         for record in self.parsed:
             origin = where if self.records == 1 else f"{where}:{record['index']}"
-            original = record["original"].encode()
+            original = record.get("original")
+            original = original.encode() if original is not None else None
             out.append([Sourced(MergeEvent.of(body), original, origin) for body in record["events"]])
         return out
 
 
 def unresolvable_letter(sourced: Sourced, detail: str, *, topic: str, now: datetime) -> DeadLetter:
-    """The dead letter of an event with no usable identifier: its record's bytes, the event named."""
+    """The dead letter of an event with no usable identifier: its record's bytes, the event named.
+    Without the bytes (a parse stage under other identity settings found the event resolvable
+    and did not carry them), the canonical event stands in for them, and the detail says so."""
     ev = sourced.event
-    return DeadLetter.build(stage="resolve", reason="no_usable_identifier", detail=detail, original=sourced.original,
+    original = sourced.original
+    if original is None:
+        original = orjson.dumps(ev.body) if isinstance(ev, MergeEvent) else ev.to_json()
+        detail += " (the record's bytes were not carried to identity resolution: this is its canonical event)"
+    return DeadLetter.build(stage="resolve", reason="no_usable_identifier", detail=detail, original=original,
                             failed_at=now, source_topic=topic, source=ev.source.value,
                             origin_ref=f"{sourced.origin}#{ev.event_id}")
 

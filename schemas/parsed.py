@@ -11,9 +11,9 @@ parser has read its raw partition to ``position`` and the partition ended at ``h
 The merge counts a raw partition as read to its end only from these reports, because the
 merge itself never reads the raw topic.
 
-A parsed message can be larger than its raw message (each record's original bytes beside its
-canonical events: up to 2.3× in the generated sample, more for a vendor payload that carries
-many events), so the parsed topics are created with ``max.message.bytes`` of
+A parsed message can be larger than its raw message (a vendor payload that carries many
+events; a record's original bytes beside its events, where identity resolution may need them
+for a dead letter), so the parsed topics are created with ``max.message.bytes`` of
 ``schemas.topics.LARGE_MESSAGE_BYTES`` and the worker's producer allows that much.
 """
 
@@ -29,7 +29,10 @@ class ParsedRecord(Record):
     """One raw record's accepted events, in event time (a record without any is not sent)."""
 
     index: int = Field(description="The record's place in its raw message (a batch of records)")
-    original: str = Field(description="The record's own bytes, for a dead letter at identity resolution")
+    original: str | None = Field(default=None, description=(
+        "The record's own bytes, for a dead letter at identity resolution: carried only when one of its "
+        "events has no identifier resolution may use (``core.identity.UsableIdentifiers``), the one case "
+        "that dead-letters there; None otherwise (most records: the bytes would double the message)"))
     events: list[LifecycleEvent]
 
 

@@ -116,3 +116,60 @@ def test_the_merge_refuses_a_value_that_is_not_a_parsed_message():
     for bad in (b"not json", b'{"offset": 1}', b"[1, 2]"):
         with pytest.raises((ValueError, KeyError, TypeError)):
             Arrived.of(bad)
+
+
+def test_a_records_bytes_travel_to_the_merge_only_where_identity_resolution_will_dead_letter_it():
+    """The merge needs a record's bytes only for the dead letter of an event without a usable
+    identifier, which the identity settings alone decide: the parse stage carries them for such
+    records and for no other, and the dead letter at resolution has them, as parsed in place."""
+    from datetime import datetime, timezone
+
+    from pipeline.core.identity import IdentityResolver, UnresolvableEvent, UsableIdentifiers
+    from pipeline.core.journey import IdentityConfig
+    from pipeline.ingest import Arrived, Parsed, ParsedMessage, Sourced, resolve_event, to_parsed, unresolvable_letter
+    from pipeline.sends import dumps
+    from schemas.events import LifecycleEvent
+
+    at = datetime(2026, 3, 2, tzinfo=timezone.utc)
+
+    def sourced(i: int, identifiers: list[str]) -> Sourced:
+        event = LifecycleEvent(event_id=f"segment:m{i}", source="product", vendor="segment", kind="product.track",
+                               occurred_at=at, ingested_at=at, identifiers=identifiers)
+        return Sourced(event, _record(i), f"lifecycle.raw.product/0/7:{i}")
+
+    config = IdentityConfig()
+    kept = sourced(0, ["segment.group:g1", "domain:gmail.com"])   # a usable id beside a free-mail domain
+    refused = sourced(1, ["domain:gmail.com"])                     # nothing resolution may use
+    parsed = ParsedMessage([Parsed("accepted", "product", [kept.event]), Parsed("accepted", "product", [refused.event])],
+                           [[kept], [refused]])
+    usable = UsableIdentifiers(config)
+    batch = to_parsed(parsed, 7, 8, usable=usable)
+    assert [r.original for r in batch.parsed] == [None, _record(1).decode()]
+    assert len(dumps(batch)) < len(dumps(to_parsed(parsed, 7, 8)))   # no usable: every record's bytes
+
+    # what the merge reads back resolves as the events do in place, and the refused one's letter
+    # holds its record's bytes
+    [[got_kept], [got_refused]] = Arrived.of(dumps(batch)).sourced("lifecycle.raw.product/0/7")
+    resolver = IdentityResolver(config, {}, {})
+    assert resolve_event(resolver, got_kept.event).account_id is not None
+    outcome = resolve_event(resolver, got_refused.event)
+    assert outcome.account_id is None and outcome.unresolvable
+    with pytest.raises(UnresolvableEvent):
+        IdentityResolver(config, {}, {}).resolve(refused.event)
+    topic = "lifecycle.raw.product"
+    letter = unresolvable_letter(got_refused, outcome.unresolvable, topic=topic, now=at)
+    assert letter == unresolvable_letter(refused, outcome.unresolvable, topic=topic, now=at)
+    assert letter.original == _record(1).decode() and letter.reason == "no_usable_identifier"
+
+    # a merge under stricter settings than its parser's (domain fallback off): the parser found
+    # the event resolvable and sent no bytes, so the canonical event stands in for them, and
+    # the letter says so
+    strict = IdentityConfig(email_domain_fallback=False)
+    company = sourced(2, ["domain:acme.com"])
+    assert usable.resolvable(company.event.identifiers) and not UsableIdentifiers(strict).resolvable(
+        company.event.identifiers)
+    assert to_parsed(ParsedMessage([Parsed("accepted", "product", [company.event])], [[company]]), 7, 8,
+                     usable=usable).parsed[0].original is None
+    outcome = resolve_event(IdentityResolver(strict, {}, {}), company.event)
+    letter = unresolvable_letter(Sourced(company.event, None, company.origin), outcome.unresolvable, topic=topic, now=at)
+    assert orjson.loads(letter.original)["event_id"] == "segment:m2" and "canonical event" in letter.detail

@@ -31,6 +31,7 @@ from faust.types import TP
 
 from pipeline import metrics
 from pipeline.compat import acknowledge, stale
+from pipeline.core.identity import UsableIdentifiers
 from pipeline.ingest import ParsedMessage, parse_message, to_parsed
 from pipeline.sends import dumps
 from schemas.parsed import ParsedBatch
@@ -54,6 +55,8 @@ class Parse:
         self._start: dict[TP, int] = {}                  # committed offsets when assigned
         self._next: dict[TP, int] = {}                   # the next raw offset to parse
         self._reported: dict[TP, tuple[int, int]] = {}   # the last (position, highwater) sent
+        # which records' bytes the merge may need for a dead letter (see ingest.to_parsed)
+        self._usable = UsableIdentifiers(pipeline.journey.identity)
 
     async def run(self, stream: faust.StreamT) -> None:
         try:
@@ -71,7 +74,7 @@ class Parse:
                             await self.pipeline.send_dead_letter(record.dead_letter)
                     highwater = self.app.consumer.highwater(tp)
                     batch = to_parsed(parsed, message.offset, message.offset + 1 if highwater is None else highwater,
-                                      after=self._next.get(tp, self._start.get(tp, 0)))
+                                      after=self._next.get(tp, self._start.get(tp, 0)), usable=self._usable)
                     await self._send(tp, batch)
                     self._next[tp] = message.offset + 1
                     acknowledge(event)

@@ -36,7 +36,7 @@ tables plug in; every mutated value is re-assigned so the changelog sees it):
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum
@@ -60,7 +60,7 @@ DOMAIN_PREFIX = "domain:"
 LINKS_KEPT = 100       # explicit-link evidence per account; membership evidence is never dropped
 ABSORBED_KEPT = 50     # merge history per account
 MAX_CHAIN = 64         # tombstone hops before we call the state corrupt
-DOMAINS_CACHED = 100_000   # domain identifiers whose usable form is remembered (see _usable)
+DOMAINS_CACHED = 100_000   # domain identifiers whose usable form is remembered (see UsableIdentifiers)
 
 
 _EXPLICIT = IdentityRule.EXPLICIT_LINK
@@ -179,6 +179,38 @@ class _Step:
         self.dirty[account_id] = None
 
 
+class UsableIdentifiers:
+    """The identifiers resolution may use, as it uses them: a function of the configuration
+    alone (no state), so the parse stage can tell which events resolution will refuse."""
+
+    def __init__(self, config: IdentityConfig) -> None:
+        self._fallback = config.email_domain_fallback
+        self._free = frozenset(d.strip().lower() for d in config.free_email_domains)
+        self._domains: dict[str, str | None] = {}
+
+    def __call__(self, identifier: str) -> str | None:
+        """The identifier as resolution uses it; None for domains the fallback may not use."""
+        if not identifier.startswith(DOMAIN_PREFIX):
+            return identifier
+        if not self._fallback:
+            return None
+        try:
+            return self._domains[identifier]   # most events carry a domain: normalise each once
+        except KeyError:
+            pass
+        ident: str | None = normalize_domain(identifier)
+        if ident == DOMAIN_PREFIX or ident[len(DOMAIN_PREFIX):] in self._free:
+            ident = None
+        if len(self._domains) >= DOMAINS_CACHED:
+            self._domains.clear()
+        self._domains[identifier] = ident
+        return ident
+
+    def resolvable(self, identifiers: Iterable[str]) -> bool:
+        """False exactly when ``IdentityResolver.resolve`` raises ``UnresolvableEvent``."""
+        return any(self(i) is not None for i in identifiers)
+
+
 class IdentityResolver:
     """Maps each event to one account id over caller-provided key-value state."""
 
@@ -191,12 +223,11 @@ class IdentityResolver:
         self.config = config
         self.links = links
         self.accounts = accounts
+        self._usable = UsableIdentifiers(config)
         self._fallback = config.email_domain_fallback
-        self._free = frozenset(d.strip().lower() for d in config.free_email_domains)
         self._preference = {ns: i for i, ns in enumerate(config.anchor_preference)}
         self._ns = Namespaces(config)
         self._ranks: dict[str, int] = {}
-        self._domains: dict[str, str | None] = {}
 
     # ---- public API ---------------------------------------------------------------
     def resolve(self, event: ResolvableEvent) -> Resolution:
@@ -274,24 +305,6 @@ class IdentityResolver:
             if _link_key(a, b) not in evidence and len(evidence) < LINKS_KEPT:
                 return None
         return account
-
-    def _usable(self, identifier: str) -> str | None:
-        """The identifier as resolution uses it; None for domains the fallback may not use."""
-        if not identifier.startswith(DOMAIN_PREFIX):
-            return identifier
-        if not self._fallback:
-            return None
-        try:
-            return self._domains[identifier]   # most events carry a domain: normalise each once
-        except KeyError:
-            pass
-        ident: str | None = normalize_domain(identifier)
-        if ident == DOMAIN_PREFIX or ident[len(DOMAIN_PREFIX):] in self._free:
-            ident = None
-        if len(self._domains) >= DOMAINS_CACHED:
-            self._domains.clear()
-        self._domains[identifier] = ident
-        return ident
 
     def _rank(self, identifier: str) -> int:
         ns = namespace(identifier)

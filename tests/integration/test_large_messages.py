@@ -1,7 +1,8 @@
-"""A parsed message can be larger than the raw message it came from (each record's original
-bytes beside its canonical events), and larger than a Kafka message's 1 MB default: the parsed
+"""A parsed message can be larger than the raw message it came from (canonical events carry
+more than the vendor's calls), and larger than a Kafka message's 1 MB default: the parsed
 topics are created to take it (``schemas.topics.LARGE_MESSAGE_BYTES``) and the worker's producer
-sends it. One raw message here parses to more than a megabyte; the worker must apply it all."""
+sends it. One raw message here parses, as the worker's parse stage sends it, to more than a
+megabyte; the worker must apply it all."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ import orjson
 import pytest
 from kafka import KafkaProducer
 
+from pipeline.core.identity import UsableIdentifiers
 from pipeline.drive.runner import WorkerProcess, internal_topics, wait_caught_up
 from pipeline.ingest import parse_message, to_parsed
+from pipeline.journey import load_journey
 from pipeline.kafka_clients import client_kwargs
 from pipeline.runtime import create_topics
 from pipeline.sends import dumps
@@ -25,7 +28,7 @@ from tests.integration import native as n
 pytestmark = pytest.mark.integration
 
 T0 = datetime(2026, 3, 2, 15, 0, tzinfo=timezone.utc)
-TRACKS = 1500
+TRACKS = 2500
 
 
 def test_a_parsed_message_over_a_megabyte_goes_through(isolated_bootstrap, tmp_path):
@@ -38,8 +41,9 @@ def test_a_parsed_message_over_a_megabyte_goes_through(isolated_bootstrap, tmp_p
         n.segment_track(f"t-{i}", "grp1", "Report Exported", T0 + timedelta(minutes=i)) for i in range(TRACKS)]
     value = pack([r.to_json() for r in records])
     topic = settings.topics.raw[records[0].source]
+    usable = UsableIdentifiers(load_journey(settings.journey_path).identity)   # as the parse agent
     parsed = dumps(to_parsed(parse_message(value, topic, f"{topic}/0/0", now=T0 + timedelta(days=30),
-                                           accept_test_mode=False), 0, 1))
+                                           accept_test_mode=False), 0, 1, usable=usable))
     assert len(value) < 1_000_000 < len(parsed)  # the case under test
 
     producer = KafkaProducer(bootstrap_servers=isolated_bootstrap, max_request_size=2 * 1024 * 1024, **client_kwargs())
