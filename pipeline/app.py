@@ -42,7 +42,7 @@ from typing import Any
 import faust
 from faust.types import TP
 
-from pipeline import metrics
+from pipeline import gc_policy, metrics
 from pipeline.agents.accounts import Accounts
 from pipeline.agents.ingest import BATCH_MAX, Ingest
 from pipeline.agents.parse import Parse
@@ -127,6 +127,8 @@ class LifecyclePipeline:
         app.on_partitions_revoked.connect(self._on_revoked)
         app.on_partitions_assigned.connect(self._on_assigned)
         app.task(self._mark_started)
+        self.collector = gc_policy.Collector()
+        app.timer(1.0)(self._collect_garbage)
         if settings.web_enabled:
             from pipeline import web
 
@@ -208,6 +210,11 @@ class LifecyclePipeline:
         # of 100 the stream stalls in 0.1 s waits whenever a burst exceeds it.
         self.app.producer.buffer.max_messages = 20_000
         self.started = True
+
+    async def _collect_garbage(self) -> None:
+        took = self.collector.tick()   # the worker's own collections (pipeline.gc_policy)
+        if took is not None and took > 0.5:
+            log.info("garbage collection took %.2fs", took)
 
     async def _on_revoked(self, sender: Any, revoked: set[TP], **kwargs: Any) -> None:
         if self.settings.role != "sink":
