@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, Self
 
 import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
 
+_ZERO = timedelta(0)
+
+
 def _require_utc(value: datetime) -> datetime:
     # Naive datetimes are ambiguous across four vendors' clocks; refuse them
-    # at the contract rather than guess a zone.
-    if value.tzinfo is timezone.utc:   # the parsers' own times: nothing to convert
-        return value
-    if value.tzinfo is None:
+    # at the contract rather than guess a zone. A time already at UTC (the parsers' own, or
+    # read from JSON with "Z" / "+00:00") is kept as it is: equal, hashed, formatted and
+    # serialized as its timezone.utc form, without a conversion.
+    offset = value.utcoffset()
+    if offset is None:
         raise ValueError("datetime must carry a timezone (UTC offset)")
-    return value.astimezone(timezone.utc)
+    return value if offset == _ZERO else value.astimezone(timezone.utc)
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_require_utc)]

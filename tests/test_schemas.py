@@ -50,3 +50,20 @@ def test_naive_datetimes_are_refused_at_the_contract():
     with pytest.raises(ValidationError, match="timezone"):
         TypeAdapter(UtcDatetime).validate_python(datetime(2026, 1, 1))
     assert TypeAdapter(UtcDatetime).validate_python("2026-01-01T10:00:00+02:00").hour == 8
+
+
+def test_a_utc_time_read_from_json_stays_as_it_came_and_behaves_as_timezone_utc():
+    from datetime import timedelta
+
+    from pydantic import TypeAdapter
+
+    utc = datetime(2026, 1, 1, 10, tzinfo=timezone.utc)
+    adapter = TypeAdapter(UtcDatetime)
+    for text in ("2026-01-01T10:00:00Z", "2026-01-01T10:00:00+00:00"):
+        read = adapter.validate_json(f'"{text}"')
+        assert read.utcoffset() == timedelta(0)
+        assert (read, hash(read), read.isoformat(), str(read)) == (utc, hash(utc), utc.isoformat(), str(utc))
+        assert adapter.dump_json(read) == adapter.dump_json(utc) == b'"2026-01-01T10:00:00Z"'
+    assert adapter.validate_python(utc) is utc
+    shifted = adapter.validate_json('"2026-01-01T12:00:00+02:00"')
+    assert shifted == utc and shifted.tzinfo is timezone.utc
