@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 BATCH_MAX = 2000         # messages per account-topic batch
 BATCH_WAIT_MAX = 1.0     # seconds: the most a released event waits for its batch while input flows
+PACE_AHEAD = BATCH_MAX // 4   # sent messages an account partition of this worker may have not applied
+PACE_WAIT_MAX = 2.0           # seconds the ingest waits for one at most (it may wait on a gap)
 
 
 class Ingest:
@@ -75,6 +77,7 @@ class Ingest:
         self._last_watch = time.monotonic()
         self._watch_from: float | None = None    # the first tick after an assignment's recovery
         self._halted = False                      # a flush did not finish: nothing more goes out
+        self._sent_through: dict[str, int] = {}   # per account partition: the last number sent (see _pace)
 
     # ---- the agent ---------------------------------------------------------------------------
     async def run(self, stream: faust.StreamT) -> None:
@@ -84,6 +87,7 @@ class Ingest:
             async for event in stream.noack().events():
                 message = event.message
                 tp = TP(message.topic, message.partition)
+                await self._pace()
                 async with self.lock:  # a rebalance callback may have run while this waited
                     if tp not in self._assigned or stale(self.app, event):
                         # buffered before a rebalance took it away (its new owner reads it), or in
@@ -194,6 +198,7 @@ class Ingest:
         self._released_at = None
         self._finished, self._open = [], 0  # not acknowledged: read again from the commit
         self._outbox, self._sends, self._halted = [], [], False
+        self._sent_through = {}
         self._next_offset.clear()
         self._reports.clear()
         self._watch_from = None
@@ -324,6 +329,7 @@ class Ingest:
             raise
 
     async def _send_released(self) -> None:
+        numbered = self.pipeline.ingest_state.get("sent") or {}   # the outbox's last numbers
         outbox, sends = self._outbox, self._sends
         self._outbox, self._sends = [], []
         self._outbox_since = time.monotonic()
@@ -341,6 +347,7 @@ class Ingest:
                 await self.pipeline.sends.send(topic, key, record.to_json(), headers=ce_headers(record, source))
         if outbox:
             await self.pipeline.route(outbox)
+            self._sent_through = dict(numbered)
         await self.pipeline.sends.flush()  # the changelog writes, before the acks
         if self._open:
             # A message is partly released: acknowledging the finished ones now could commit
@@ -351,6 +358,23 @@ class Ingest:
         done, self._finished = self._finished, []
         for pending in done:
             pending.done()
+
+    async def _pace(self) -> None:
+        """Wait (outside the lock, at most ``PACE_WAIT_MAX``) while an account partition of this
+        worker has more than ``PACE_AHEAD`` of the sent messages not yet applied.
+
+        Why: a merge's journal reaches the survivor's partition behind everything already sent
+        there, and the survivor holds each of its messages until it arrives (``core.partition``).
+        In a backfill the ingest ran far ahead of the accounts, and most messages waited in held
+        slots, written to the changelog: in ``lifecycle bench``, 29,861 of 35,690 (22.8 MB of
+        changelog); paced, 6,799, and the stream worker's peak RSS went from 340 to 274 MiB.
+        The output does not depend on it, only how much waits."""
+        accounts = self.pipeline.accounts_agent
+        until = time.monotonic() + PACE_WAIT_MAX
+        while not self.app.should_stop and time.monotonic() < until and any(
+                self._sent_through.get(str(p), 0) - logic.progress.last_seq.get(INGEST_ORIGIN, 0) > PACE_AHEAD
+                for p, logic in list(accounts.partitions.items())):
+            await asyncio.sleep(0.01)
 
     # ---- the pure step (``pipeline.ingest``), with its metrics and dead letters -------------
     def _resolve(self, sourced: Sourced, topic: str, sent: Counters) -> None:

@@ -1,0 +1,93 @@
+"""The ingest step keeps pace with the account partitions of its own worker: it waits while one
+has more than ``PACE_AHEAD`` of its sent messages not yet applied, so a merge's journal, sent
+behind them, reaches the survivor soon and little waits in held slots."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from types import SimpleNamespace
+from typing import Any
+
+from pipeline.agents import ingest as ingest_module
+from pipeline.agents.ingest import PACE_AHEAD, Ingest
+from pipeline.ingest import INGEST_ORIGIN
+from schemas.topics import Topics
+
+
+class Pipeline:
+    """What the ingest step uses of ``LifecyclePipeline``, with one local account partition (0)."""
+
+    def __init__(self) -> None:
+        self.app = SimpleNamespace(should_stop=False)
+        self.settings = SimpleNamespace(app_id="lifecycle-test")
+        self.topics = Topics()
+        self.parsed_topics: dict[str, tuple[str, int]] = {}
+        self.identity_writes: list[Any] = []
+        self.ingest_state: dict[str, Any] = {}
+        self.sends = SimpleNamespace(flush=self._flush)
+        self.applied = {INGEST_ORIGIN: 0}
+        self.accounts_agent = SimpleNamespace(partitions={0: SimpleNamespace(progress=SimpleNamespace(
+            last_seq=self.applied))})
+
+    async def route(self, messages: list[tuple[str, bytes]]) -> None:
+        return None
+
+    async def _flush(self) -> None:
+        return None
+
+
+async def _sent(ingest: Ingest, pipeline: Pipeline, numbers: dict[str, int]) -> None:
+    """Release-and-flush as far as ``numbers`` (the ingest's counters per account partition)."""
+    pipeline.ingest_state["sent"] = numbers
+    ingest._outbox = [("acct:a", b"{}")]
+    await ingest._flush_outbox()
+
+
+async def _timed(ingest: Ingest) -> float:
+    started = time.monotonic()
+    await ingest._pace()
+    return time.monotonic() - started
+
+
+async def test_the_ingest_waits_while_a_local_partition_is_far_behind_and_goes_on_once_it_caught_up(
+        monkeypatch) -> None:
+    monkeypatch.setattr(ingest_module, "PACE_WAIT_MAX", 10.0)
+    pipeline = Pipeline()
+    ingest = Ingest(pipeline)  # type: ignore[arg-type]
+    assert await _timed(ingest) < 0.05                   # nothing sent yet
+
+    await _sent(ingest, pipeline, {"0": PACE_AHEAD, "1": 5 * PACE_AHEAD})   # 1 is another worker's
+    assert await _timed(ingest) < 0.05                   # partition 0 is PACE_AHEAD behind: fine
+
+    await _sent(ingest, pipeline, {"0": 3 * PACE_AHEAD, "1": 6 * PACE_AHEAD})
+    unsent = {"0": 9 * PACE_AHEAD}
+    pipeline.ingest_state["sent"] = unsent               # released, not flushed: not waited for
+
+    async def catch_up() -> None:
+        await asyncio.sleep(0.3)
+        pipeline.applied[INGEST_ORIGIN] = 2 * PACE_AHEAD  # now PACE_AHEAD behind what was sent
+
+    helper = asyncio.ensure_future(catch_up())
+    waited = await _timed(ingest)
+    await helper
+    assert 0.25 < waited < 5.0                        # woken by the catch-up, not the bound
+
+
+async def test_the_wait_is_bounded_and_ends_at_a_stop(monkeypatch) -> None:
+    pipeline = Pipeline()
+    ingest = Ingest(pipeline)  # type: ignore[arg-type]
+    await _sent(ingest, pipeline, {"0": 4 * PACE_AHEAD})
+    monkeypatch.setattr(ingest_module, "PACE_WAIT_MAX", 0.2)
+    assert 0.15 < await _timed(ingest) < 5.0             # a partition stuck (on a gap): not forever
+    pipeline.app.should_stop = True
+    assert await _timed(ingest) < 0.05
+
+
+async def test_a_rebalance_forgets_what_was_sent() -> None:
+    pipeline = Pipeline()
+    pipeline.committed = SimpleNamespace(get=lambda tps: asyncio.sleep(0, {}))
+    ingest = Ingest(pipeline)  # type: ignore[arg-type]
+    await _sent(ingest, pipeline, {"0": 4 * PACE_AHEAD})
+    await ingest.on_assigned(set())
+    assert await _timed(ingest) < 0.05
