@@ -224,7 +224,6 @@ class IdentityResolver:
         self.links = links
         self.accounts = accounts
         self._usable = UsableIdentifiers(config)
-        self._fallback = config.email_domain_fallback
         self._preference = {ns: i for i, ns in enumerate(config.anchor_preference)}
         self._ns = Namespaces(config)
         self._ranks: dict[str, int] = {}
@@ -322,7 +321,7 @@ class IdentityResolver:
         if not ids:
             raise UnresolvableEvent(
                 f"event {event.event_id}: no usable identifier in {event.identifiers} "
-                f"(domains: fallback {'on' if self._fallback else 'off'}, free-mail ignored)")
+                f"(domains: fallback {'on' if self.config.email_domain_fallback else 'off'}, free-mail ignored)")
         # The event's own object: its first account-level id (connectors list them first,
         # but a deal or person listed first must not decide the account).
         primary = (next((i for i in ids if self._ns.tier(i) is Tier.ACCOUNT), None)
