@@ -48,7 +48,8 @@ from pipeline.agents.ingest import BATCH_MAX, Ingest
 from pipeline.agents.parse import Parse
 from pipeline.agents.timers import RELEASE_INTERVAL, Timers
 from pipeline.codecs import ORJSON, STR, codec_for
-from pipeline.compat import patch_faust_durable_commit, patch_faust_end_offsets, patch_faust_manual_acks
+from pipeline.compat import (patch_faust_durable_commit, patch_faust_end_offsets, patch_faust_fetch_wait,
+                             patch_faust_manual_acks)
 from pipeline.core.account import AccountLogic
 from pipeline.core.identity import IdentityResolver
 from pipeline.core.state import AccountState
@@ -116,8 +117,10 @@ class LifecyclePipeline:
         patch_faust_end_offsets()
         patch_faust_durable_commit()
         patch_faust_manual_acks()
+        patch_faust_fetch_wait()
         app_id = f"{settings.app_id}-readmodel" if settings.role == "sink" else settings.app_id
         self.app = app = _App(app_id, **faust_config(settings))
+        app.fetch_max_wait_ms = settings.fetch_max_wait_ms
         self.sends = app.sends = Sends(app)  # the agents' writes, without Faust's per-message cost
         self.app.webserver_hooks.append(self._mount_read_model)
         if settings.role != "sink":

@@ -101,3 +101,22 @@ def test_once_the_app_stops_agents_take_nothing_more() -> None:
                               consumer_generation_id=3)
     assert not stale(running, event)
     assert stale(SimpleNamespace(**{**vars(running), "should_stop": True}), event)
+
+
+def test_the_worker_consumer_waits_at_most_the_apps_fetch_wait(tmp_path) -> None:
+    """Faust's driver fixes 1,500 ms; the embedded broker holds every fetch that long, so the
+    pipeline's app sets its own (``Settings.fetch_max_wait_ms``) and the patch applies it."""
+    from pipeline.app import LifecyclePipeline
+    from pipeline.compat import patch_faust_fetch_wait
+    from pipeline.settings import Settings
+
+    async def fetch_wait(app: faust.App) -> int:  # aiokafka builds its consumer inside a loop
+        return app.consumer._thread._create_worker_consumer(app.transport)._fetch_max_wait_ms
+
+    patch_faust_fetch_wait()
+    plain = faust.App("compat-fetch-plain", broker="kafka://127.0.0.1:1")
+    assert asyncio.run(fetch_wait(plain)) == 1500
+
+    settings = Settings(bootstrap_servers="127.0.0.1:1", data_dir=tmp_path, fetch_max_wait_ms=37,
+                        web_enabled=False, role="stream")
+    assert asyncio.run(fetch_wait(LifecyclePipeline(settings).app)) == 37
