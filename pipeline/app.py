@@ -33,7 +33,6 @@ Output is a function of the input alone (README, Delivery guarantees):
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from datetime import datetime, timedelta, timezone
 from collections.abc import Awaitable, Callable
@@ -59,8 +58,7 @@ from pipeline.sends import Sends, dumps
 from pipeline.settings import Settings
 from pipeline.tables import CommittedOffsets, checkpointed_table
 from pipeline.write_back import WriteBack
-from schemas.accounts import AccountBatch
-from schemas.raw_batch import partition_for
+from schemas.accounts import AccountBatch, partition_of
 from schemas.base import utcnow
 from schemas.events import DeadLetter, LifecycleEvent
 from schemas.handoffs import Handoff
@@ -233,9 +231,8 @@ class LifecyclePipeline:
 
     # ---- shared by the agents -------------------------------------------------------------------
     def partition_of(self, account_id: str) -> int:
-        """Kafka's default (murmur2) partitioner, so keyed and batched sends agree (remembered
-        for the most recent accounts: each message is numbered and routed by it)."""
-        return _partition_of(account_id, self.settings.partitions)
+        """``schemas.accounts.partition_of`` over this deployment's partitions."""
+        return partition_of(account_id, self.settings.partitions)
 
     async def route(self, messages: list[tuple[str, bytes]]) -> None:
         """Send messages (account id, ``AccountMessage`` JSON) to their accounts' partitions, one
@@ -289,11 +286,6 @@ def _wall_clock(frozen: str | None) -> Any:
     if pinned.tzinfo is None:
         pinned = pinned.replace(tzinfo=timezone.utc)
     return lambda: pinned
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def _partition_of(account_id: str, partitions: int) -> int:
-    return partition_for(account_id.encode(), partitions)
 
 
 STOP_COMMIT_TIMEOUT = 10.0   # seconds for the last commit of a graceful stop

@@ -42,8 +42,7 @@ from pipeline.core.state import AccountState
 from pipeline.gc_policy import relaxed_gc
 from pipeline.ingest import DEFAULT_FUTURE_SKEW, INGEST_ORIGIN, Sourced, parse_message, resolve_event, unresolvable_letter
 from pipeline.journey import IdentityConfig, JourneyDefinition
-from schemas.accounts import AccountMessage
-from schemas.raw_batch import partition_for
+from schemas.accounts import AccountMessage, partition_of
 from schemas.events import DeadLetter, LifecycleEvent
 from schemas.handoffs import Handoff
 from schemas.identity import AccountMerged
@@ -98,12 +97,12 @@ class JsonTable(MutableMapping[str, M], Generic[M]):
         return len(self._data)
 
 
-def partition_of(account_id: str, partitions: int) -> int:
-    """Kafka's default (murmur2) partitioner, as ``LifecyclePipeline.partition_of``."""
-    return partition_for(account_id.encode(), partitions)
-
-
 Published = StageTransition | Handoff | SlaBreach
+
+
+def _partitioner(partitions: int) -> Callable[[str], int]:
+    """``partition_of`` for a fixed partition count."""
+    return lambda account_id: partition_of(account_id, partitions)
 Sink = Callable[[list[Published]], None]
 SINK_BATCH = 5_000   # published records handed to a sink at once (one read-model transaction)
 BreachOutcome = tuple[str, str, datetime, str]   # account, SLA, clock start, breached | met_late
@@ -199,20 +198,6 @@ class StageCpu:
     accounts: float = 0.0    # the account partitions: engine, SLA, handoffs, merges, the clock
 
 
-class _Partitioner:
-    """``partition_of`` for a fixed partition count, remembered per account (murmur2 is hot otherwise)."""
-
-    def __init__(self, partitions: int) -> None:
-        self.partitions = partitions
-        self._where: dict[str, int] = {}
-
-    def __call__(self, account_id: str) -> int:
-        p = self._where.get(account_id)
-        if p is None:
-            p = self._where[account_id] = partition_of(account_id, self.partitions)
-        return p
-
-
 class AccountPartitions:
     """The accounts agent of every partition for one journey, with dicts as its tables."""
 
@@ -220,7 +205,7 @@ class AccountPartitions:
                  sink: Sink | None = None) -> None:
         self.out = ReplayOutput(journey, keep=sink is None, sink=sink)
         self.logic = AccountLogic(journey, clock=wall)
-        self._partition = _Partitioner(partitions)
+        self._partition = _partitioner(partitions)
         self.partitions = [PartitionLogic(self.logic, p, self._partition) for p in range(partitions)]
         self.queues: list[deque[AccountMessage]] = [deque() for _ in range(partitions)]
         self.accounts: dict[str, AccountState] = self.out.accounts
@@ -278,7 +263,7 @@ class _IdentityGroup:
         self.config = config
         self.resolver = IdentityResolver(config, {}, {})
         self.sent = Counters()
-        self.partition = _Partitioner(partitions)
+        self.partition = _partitioner(partitions)
         self.runs: list[AccountPartitions] = []
         self.outbox: list[AccountMessage] = []
         self.merges: list[AccountMerged] = []   # what the worker publishes on lifecycle.identity

@@ -7,6 +7,7 @@ accounts. Internal to the pipeline, but versioned like the rest of the contract.
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 from pydantic import Field
@@ -14,6 +15,15 @@ from pydantic import Field
 from schemas.base import Record, UtcDatetime
 from schemas.events import LifecycleEvent
 from schemas.identity import AccountMerged
+from schemas.raw_batch import partition_for
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def partition_of(account_id: str, partitions: int) -> int:
+    """The account topic's partition of an account: Kafka's default (murmur2) partitioner of
+    its id, so a keyed send and a batch routed by the pipeline agree. Remembered for the most
+    recent accounts: every account message is numbered and routed by it."""
+    return partition_for(account_id.encode(), partitions)
 
 
 class AccountMessage(Record):

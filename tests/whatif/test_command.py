@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import main
-from pipeline.offline import partition_of
+from schemas.accounts import partition_of
 from tests.whatif.helpers import SHIPPED, kickoff_journey, sample_file
 
 FROZEN = "2026-11-02T12:00:00Z"
