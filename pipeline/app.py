@@ -46,6 +46,7 @@ from pipeline.agents.accounts import Accounts
 from pipeline.agents.ingest import BATCH_MAX, Ingest
 from pipeline.agents.parse import Parse
 from pipeline.agents.timers import RELEASE_INTERVAL, Timers
+from pipeline.assignor import PipelineAssignor
 from pipeline.codecs import ORJSON, STR, codec_for
 from pipeline.compat import (patch_faust_durable_commit, patch_faust_end_offsets, patch_faust_fetch_wait,
                              patch_faust_manual_acks)
@@ -93,6 +94,7 @@ def faust_config(settings: Settings) -> dict[str, Any]:
         web_port=settings.web_port,
         web_bind=settings.web_host,
         processing_guarantee="at_least_once",
+        PartitionAssignor=PipelineAssignor,
     )
 
 
@@ -139,6 +141,7 @@ class LifecyclePipeline:
         app, topics = self.app, self.topics
         # ---- topics -----------------------------------------------------------------------------
         self.parsed_topics = topics.parsed(settings.partitions)  # parsed topic → its raw (topic, partition)
+        app.merge_topics = frozenset(self.parsed_topics)  # the merge's worker is lightened (pipeline.assignor)
         self.raw_topic = app.topic(*topics.raw.values(), value_serializer="raw", key_serializer="raw",
                                    partitions=settings.partitions)
         self.parsed_topic = app.topic(*self.parsed_topics, value_serializer="raw", key_serializer="raw", partitions=1,
