@@ -6,9 +6,11 @@ topics (the event-time merge and identity: one ordered writer) form a group of t
 land on one worker, which then also gets its even share of the raw and account partitions. With
 two workers that worker was the limit (busy about 85% of a backfill, the other about 45%). Here
 it gives whole partitions (every topic and changelog of that partition number, so a table stays
-with its source) to the least loaded other worker for as long as it holds at least as many as
-that worker. Which partitions move follows the workers' previous assignment, so a rebalance
-does not shuffle the others' state.
+with its source) to the least loaded other worker for as long as it holds more than one and at
+least as many as that worker: it keeps one, so every worker parses and runs accounts (and the
+ingest's pace, which watches its own worker's account partitions, has one to watch). Which
+partitions move follows the workers' previous assignment, so a rebalance does not shuffle the
+others' state.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ Actives = MutableMapping[str, list[int]]  # topic → partitions
 def lighten_merge(actives: Mapping[str, Actives], partitions_by_topic: Mapping[str, int],
                   merge_topics: Collection[str], previous: Mapping[str, Mapping[str, list[int]]]) -> None:
     """Move partitions of every multi-partition group off the one client holding ``merge_topics``
-    while it holds at least as many as the least loaded other client (in place)."""
+    while it holds more than one and at least as many as the least loaded other client (in place)."""
     holders = [c for c, topics in actives.items() if any(topics.get(t) for t in merge_topics)]
     if len(holders) != 1 or len(actives) < 2:
         return
@@ -38,7 +40,7 @@ def lighten_merge(actives: Mapping[str, Actives], partitions_by_topic: Mapping[s
         while True:
             light = min((c for c in actives if c != merge), key=lambda c: (len(owned(c)), c))
             mine = owned(merge)
-            if not mine or len(mine) < len(owned(light)):
+            if len(mine) <= 1 or len(mine) < len(owned(light)):
                 break
             before = {p for t in group for p in previous.get(light, {}).get(t, ())} & mine
             moved = max(before or mine)

@@ -103,6 +103,8 @@ Published = StageTransition | Handoff | SlaBreach
 def _partitioner(partitions: int) -> Callable[[str], int]:
     """``partition_of`` for a fixed partition count."""
     return lambda account_id: partition_of(account_id, partitions)
+
+
 Sink = Callable[[list[Published]], None]
 SINK_BATCH = 5_000   # published records handed to a sink at once (one read-model transaction)
 BreachOutcome = tuple[str, str, datetime, str]   # account, SLA, clock start, breached | met_late

@@ -43,12 +43,16 @@ def test_the_partition_that_moves_is_one_the_other_worker_had_before() -> None:
     assert _owned(actives) == {"w0": [0], "w1": [1, 2, 3]}
 
 
-def test_more_workers_the_merge_worker_may_keep_none() -> None:
-    actives = _faust([0, 3], [1], [2])
-    lighten_merge(actives, SIZES, PARSED, previous={})
-    owned = _owned(actives)
-    assert owned["w0"] == [] and sorted(len(p) for p in owned.values()) == [0, 2, 2]
+def test_the_merge_worker_always_keeps_one() -> None:
+    three = _faust([0, 3], [1], [2])
+    lighten_merge(three, SIZES, PARSED, previous={})
+    owned = _owned(three)
+    assert owned["w0"] == [0] and sorted(len(p) for p in owned.values()) == [1, 1, 2]
     assert sorted(p for ps in owned.values() for p in ps) == [0, 1, 2, 3]
+
+    two_of_two = _faust([0], [1])  # two partitions: both workers keep parsing and running accounts
+    lighten_merge(two_of_two, SIZES | {t: 2 for t in GROUP}, PARSED, previous={})
+    assert _owned(two_of_two) == {"w0": [0], "w1": [1]}
 
 
 def test_one_worker_or_no_merge_topics_change_nothing() -> None:
