@@ -70,6 +70,9 @@ from schemas.topics import LARGE_MESSAGE_BYTES, LARGE_TOPIC_CONFIG
 log = logging.getLogger(__name__)
 
 
+PRODUCER_BATCH_BYTES = 512 * 1024
+
+
 def faust_config(settings: Settings) -> dict[str, Any]:
     """Faust settings tuned for fast start (seconds, not ~30 s) and at-least-once delivery."""
     return dict(
@@ -88,6 +91,10 @@ def faust_config(settings: Settings) -> dict[str, Any]:
         stream_recovery_delay=0.0,
         stream_wait_empty=False,
         producer_linger=0.02,
+        # aiokafka's default batch is 16 KB: the changelog writes and outputs of one account batch
+        # went out in many small produce requests, each encoded in Python. 512 KB stays under
+        # Apache Kafka's default message.max.bytes (1 MB) for topics without a larger limit.
+        producer_max_batch_size=PRODUCER_BATCH_BYTES,
         producer_max_request_size=LARGE_MESSAGE_BYTES + 64 * 1024,  # a parsed message (schemas.parsed)
         web_enabled=settings.web_enabled,
         web_host=settings.web_host,
