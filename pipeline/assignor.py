@@ -60,6 +60,8 @@ class PipelineAssignor(PartitionAssignor):
         return super()._perform_assignment(cluster, member_metadata)
 
     def _global_table_standby_assignments(self, assignments: Any, partitions_by_topic: Mapping[str, int]) -> Any:
+        # Faust's one hook between its copartitioned assignment and the changelog distribution it
+        # derives from the actives: changed here, the distribution follows the moved partitions.
         merge_topics = getattr(self.app, "merge_topics", ())
         if merge_topics:
             lighten_merge({c: a.actives for c, a in assignments.items()}, partitions_by_topic, merge_topics,
