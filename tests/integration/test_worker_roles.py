@@ -28,12 +28,15 @@ def test_stream_and_sink_roles_split_the_work(start_worker, base_settings, tmp_p
     stream, _ = start_worker("roles", settings.with_(role="stream"))
     company = str(random.randint(10**8, 10**9))
     account = f"acct:hubspot.company:{company}"
-    produce_raw(settings.bootstrap_servers, [
-        n.hubspot_company_mql(company, T0, "roles-corp.com", event_id=int(company) + 1),
-        n.hubspot_deal_won(f"d{company}", company, created=T0 + timedelta(days=2), won=T0 + timedelta(days=9))])
-    # the stream group consumes the raw and account topics only: no sink topics
-    wait_caught_up(settings.bootstrap_servers, settings.app_id, internal_topics(settings), timeout=60,
-                   settle=0.4)
+    # one at a time, each processed before the next: the two records can land on different raw
+    # partitions, and live, a later one read first is merged first (this test is about roles)
+    for record in [n.hubspot_company_mql(company, T0, "roles-corp.com", event_id=int(company) + 1),
+                   n.hubspot_deal_won(f"d{company}", company, created=T0 + timedelta(days=2),
+                                      won=T0 + timedelta(days=9))]:
+        produce_raw(settings.bootstrap_servers, [record])
+        # the stream group consumes the raw and account topics only: no sink topics
+        wait_caught_up(settings.bootstrap_servers, settings.app_id, internal_topics(settings), timeout=60,
+                       settle=0.4)
 
     db = tmp_path / "readmodel.db"
     assert not db.exists(), "the stream role must not write the read model"
