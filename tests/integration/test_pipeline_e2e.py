@@ -4,6 +4,7 @@ transitions on the real broker; bad input is dead-lettered while good input flow
 from __future__ import annotations
 
 import json
+import re
 import random
 from datetime import datetime, timedelta, timezone
 
@@ -63,7 +64,9 @@ def test_one_account_across_four_systems(start_worker, base_settings):
                  'lifecycle_engine_outcomes_total{outcome="moved"} 5.0',
                  "lifecycle_worker_ready 1.0"]:
         assert line in metrics, line
-    assert 'lifecycle_consumer_lag{partition="0",topic="lifecycle.raw.crm"}' in metrics
+    # Faust reports a partition's end offset when a fetch brings records from it; the crm
+    # records are keyed by their vendor ids, so which of the two partitions they took varies.
+    assert re.search(r'^lifecycle_consumer_lag\{partition="[01]",topic="lifecycle\.raw\.crm"\} \d', metrics, re.M)
     assert "lifecycle_faust_messages_received" in metrics  # Faust's own sensor, same registry
     assert "account_id" not in metrics and "acct:" not in metrics  # bounded labels only
 
