@@ -67,10 +67,12 @@ def test_kickoff_sla_live_restart_and_replay(start_worker, base_settings, every_
     deadline = won_late + timedelta(days=5)
     feed.send(
         n.hubspot_deal_won(f"d{on_time}", on_time, created=won_on_time - timedelta(days=1), won=won_on_time),
-        n.hubspot_meeting(f"m{on_time}", on_time, won_on_time + timedelta(days=4)),  # business day 4: in time
         n.hubspot_deal_won(f"d{late}", late, created=won_late - timedelta(days=1), won=won_late),
         n.hubspot_deal_won(f"d{never}", never, created=won_never - timedelta(days=1), won=won_never),
     )
+    # After its deal: fed live, records on two raw partitions are merged in arrival order.
+    feed.caught_up()
+    feed.send(n.hubspot_meeting(f"m{on_time}", on_time, won_on_time + timedelta(days=4)))  # business day 4: in time
 
     # At the deadline, with no event at all: the timer fires it.
     def kickoff_breaches() -> list[SlaBreach]:
