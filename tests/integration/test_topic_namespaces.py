@@ -99,11 +99,14 @@ def test_two_deployments_share_a_broker_and_nothing_else(isolated_bootstrap: str
     create_topics(a)  # b's topics: `lifecycle connect replay` creates them (in its environment's namespace)
 
     with WorkerProcess(a, tmp_path / "a.log") as worker_a:
-        async def feed_a() -> None:
+        async def send_a(record: RawRecord) -> None:
             async with RecordSink(isolated_bootstrap, topics=a.topics) as sink:
-                for record in history(company[a]):
-                    await (await sink.send(record))
-        asyncio.run(feed_a())
+                await (await sink.send(record))
+        # One at a time, each processed before the next: fed live, records on two raw partitions
+        # are merged in arrival order (README, Ordering).
+        for record in history(company[a]):
+            asyncio.run(send_a(record))
+            wait_caught_up(isolated_bootstrap, a.app_id, consumed_topics(a), timeout=60, settle=0.4)
         produce_bytes(isolated_bootstrap, a.topics.raw[SourceKind.CRM], [b"\xff not even utf-8"])
 
         export = tmp_path / "stg.jsonl"
