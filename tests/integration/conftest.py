@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.drive.runner import WorkerProcess, consumed_topics, produce_raw, wait_caught_up
+from pipeline.drive.runner import WorkerProcess, consumed_topics, internal_topics, produce_raw, wait_caught_up
 from pipeline.runtime import create_topics
 from pipeline.settings import Settings
 from schemas.events import RawRecord
@@ -39,9 +39,12 @@ class Feeder:
         produce_raw(self.settings.bootstrap_servers, records)
 
     def caught_up(self, timeout: float = 60.0) -> None:
+        """Everything the worker's group consumes is committed (a stream-role group does not read
+        the output topics: the read-model sink is its own group)."""
         assert self.settings.bootstrap_servers
-        wait_caught_up(self.settings.bootstrap_servers, self.settings.app_id, consumed_topics(self.settings), timeout=timeout,
-                       settle=0.4)
+        s = self.settings
+        topics = internal_topics(s) if s.role == "stream" else consumed_topics(s)
+        wait_caught_up(s.bootstrap_servers, s.app_id, topics, timeout=timeout, settle=0.4)
 
     def in_order(self, records: list[RawRecord]) -> None:
         """One at a time, each processed before the next: Kafka orders within a partition only,

@@ -4,8 +4,8 @@ transitions on the real broker; bad input is dead-lettered while good input flow
 from __future__ import annotations
 
 import json
-import re
 import random
+import re
 from datetime import datetime, timedelta, timezone
 
 import pytest

@@ -13,7 +13,6 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import create_engine, text
 
-from pipeline.drive.runner import internal_topics, produce_raw, wait_caught_up
 from tests.integration import native as n
 
 pytestmark = pytest.mark.integration
@@ -25,18 +24,14 @@ def test_stream_and_sink_roles_split_the_work(start_worker, base_settings, tmp_p
     from tests.integration.conftest import unique_settings
 
     settings = unique_settings(base_settings, "roles", tmp_path)
-    stream, _ = start_worker("roles", settings.with_(role="stream"))
+    stream, feed = start_worker("roles", settings.with_(role="stream"))
     company = str(random.randint(10**8, 10**9))
     account = f"acct:hubspot.company:{company}"
-    # one at a time, each processed before the next: the two records can land on different raw
-    # partitions, and live, a later one read first is merged first (this test is about roles)
-    for record in [n.hubspot_company_mql(company, T0, "roles-corp.com", event_id=int(company) + 1),
+    # the two records can land on different raw partitions, and live, a later one read first is
+    # merged first (this test is about roles); the stream group consumes no sink topics
+    feed.in_order([n.hubspot_company_mql(company, T0, "roles-corp.com", event_id=int(company) + 1),
                    n.hubspot_deal_won(f"d{company}", company, created=T0 + timedelta(days=2),
-                                      won=T0 + timedelta(days=9))]:
-        produce_raw(settings.bootstrap_servers, [record])
-        # the stream group consumes the raw and account topics only: no sink topics
-        wait_caught_up(settings.bootstrap_servers, settings.app_id, internal_topics(settings), timeout=60,
-                       settle=0.4)
+                                      won=T0 + timedelta(days=9))])
 
     db = tmp_path / "readmodel.db"
     assert not db.exists(), "the stream role must not write the read model"
