@@ -53,3 +53,32 @@ def test_the_pure_path_line_runs_the_offline_driver_over_the_preloaded_messages(
     assert cpu.parse + cpu.merge + cpu.accounts <= rate.cpu_seconds
     assert cpu.parse + cpu.merge + cpu.accounts > 0.9 * rate.cpu_seconds
     assert "= parse " in pure.describe() and "+ accounts " in pure.describe()
+
+
+def test_the_worker_cpu_split_is_each_steps_counter_over_the_timed_span():
+    from pipeline.drive.bench import Ready, describe_steps
+
+    rate = Rate(records=1000, seconds=2.0, cpu_seconds=0.5)   # 500 µs/record
+    ready = [Ready(1, 0.0, 0.0, {"parse": 1.0, "merge": 2.0, "accounts": 3.0})]   # counters at readiness
+    done = [{"parse": 1.1, "merge": 2.05, "accounts": 3.2}]                      # and when all was committed
+    assert describe_steps(rate, ready, done) == (
+        "worker CPU 500 µs/record = parse 100 + merge and identity 50 + accounts 200 "
+        "+ Kafka, Faust and the rest 150")
+
+
+def test_step_cpu_counts_the_threads_cpu_inside_it_not_its_waits():
+    import time
+
+    from pipeline import metrics
+
+    step = metrics.StepCpu("accounts")
+    before = step.counter._value.get()
+    with step:
+        time.sleep(0.05)          # no CPU
+    slept = step.counter._value.get() - before
+    with step:
+        end = time.thread_time() + 0.05
+        while time.thread_time() < end:
+            pass                  # 50 ms of CPU
+    busy = step.counter._value.get() - before - slept
+    assert slept < 0.01 and 0.05 <= busy < 0.2

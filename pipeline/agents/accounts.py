@@ -38,6 +38,7 @@ class Accounts:
         self.clock_sent: set[int] = set()        # partitions with a self-clock in flight
         self._assigned: set[int] = set()
         self.lock = asyncio.Lock()               # held for each batch, so a revoke waits for it
+        self._cpu = metrics.StepCpu("accounts")
 
     async def run(self, stream: faust.StreamT) -> None:
         try:
@@ -75,7 +76,8 @@ class Accounts:
             logic = self.partitions[partition] = self._load(partition)
         batch: AccountBatch = event.value
         self.clock_sent.discard(partition)
-        result = logic.process(batch.messages, p.accounts, p.journals, p.deadlines, p.progress)
+        with self._cpu:
+            result = logic.process(batch.messages, p.accounts, p.journals, p.deadlines, p.progress)
         if result.gaps:
             self._report_gaps(partition, result.gaps, logic)
         for emitted in result.emitted:

@@ -78,6 +78,7 @@ class Ingest:
         self._watch_from: float | None = None    # the first tick after an assignment's recovery
         self._halted = False                      # a flush did not finish: nothing more goes out
         self._sent_through: dict[str, int] = {}   # per account partition: the last number sent (see _pace)
+        self._cpu = metrics.StepCpu("merge")
 
     # ---- the agent ---------------------------------------------------------------------------
     async def run(self, stream: faust.StreamT) -> None:
@@ -279,7 +280,8 @@ class Ingest:
         """Release in slices of a batch, sending each full one, so a partition that becomes
         caught up with thousands queued never blocks the event loop for long."""
         while not self._halted:
-            released = self._release(BATCH_MAX)
+            with self._cpu:
+                released = self._release(BATCH_MAX)
             if (self._outbox or self._finished) and len(self._outbox) >= flush_at:
                 await self._flush_outbox()
             if released < BATCH_MAX:

@@ -57,6 +57,7 @@ class Parse:
         self._reported: dict[TP, tuple[int, int]] = {}   # the last (position, highwater) sent
         # which records' bytes the merge may need for a dead letter (see ingest.to_parsed)
         self._usable = UsableIdentifiers(pipeline.journey.identity)
+        self._cpu = metrics.StepCpu("parse")
 
     async def run(self, stream: faust.StreamT) -> None:
         try:
@@ -118,9 +119,10 @@ class Parse:
         """One raw message → its records' canonical events, counted; an unusable record yields
         none, and its dead letter (its own bytes)."""
         message = event.message
-        parsed = parse_message(event.value, message.topic, f"{message.topic}/{message.partition}/{message.offset}",
-                               now=self.pipeline.wall(), accept_test_mode=self.settings.accept_test_mode,
-                               future_skew=self.pipeline.future_skew)
+        with self._cpu:
+            parsed = parse_message(event.value, message.topic, f"{message.topic}/{message.partition}/{message.offset}",
+                                   now=self.pipeline.wall(), accept_test_mode=self.settings.accept_test_mode,
+                                   future_skew=self.pipeline.future_skew)
         for record in parsed.records:
             metrics.child(metrics.EVENTS_INGESTED, record.source, record.outcome).inc()
             if record.ignored is not None:

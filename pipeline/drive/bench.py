@@ -40,7 +40,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -268,10 +268,34 @@ class Ready:
     pid: int
     at: float
     cpu: float
+    steps: dict[str, float] = field(default_factory=dict)   # a worker's step CPU counters then
 
     @classmethod
-    def now(cls, pid: int) -> Ready:
-        return cls(pid, time.perf_counter(), cpu_seconds(pid))
+    def now(cls, pid: int, steps: dict[str, float] | None = None) -> Ready:
+        return cls(pid, time.perf_counter(), cpu_seconds(pid), steps or {})
+
+
+STEPS = {"parse": "parse", "merge": "merge and identity", "accounts": "accounts"}   # metrics.STEP_CPU's labels
+
+
+def step_seconds(worker: WorkerProcess) -> dict[str, float]:
+    """A worker's ``lifecycle_step_cpu_seconds`` counters now, by step (its /metrics)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {sample.labels["step"]: sample.value
+            for family in text_string_to_metric_families(worker.fetch("/metrics").decode())
+            if family.name == "lifecycle_step_cpu_seconds"
+            for sample in family.samples if sample.name.endswith("_total")}
+
+
+def describe_steps(rate: Rate, ready: Sequence[Ready], done: Sequence[dict[str, float]]) -> str:
+    """The timed span's worker CPU split: each step's own work (``metrics.StepCpu``, the steps
+    the pure path (d) times), the rest being Kafka, Faust, asyncio, serialization and table writes."""
+    us = 1e6 / rate.records
+    spent = {step: sum(d.get(step, 0.0) - r.steps.get(step, 0.0) for r, d in zip(ready, done)) for step in STEPS}
+    rest = rate.cpu_seconds - sum(spent.values())
+    parts = " + ".join(f"{label} {spent[step] * us:,.0f}" for step, label in STEPS.items())
+    return f"worker CPU {rate.cpu_us_per_record:,.0f} µs/record = {parts} + Kafka, Faust and the rest {rest * us:,.0f}"
 
 
 def time_processes(watch: CommitWatch, ready: Sequence[Ready], group: str, topics: Sequence[str],
@@ -300,7 +324,7 @@ def start_workers(settings: Settings, count: int, ready_timeout: float = 90.0) -
 
     def note(i: int, worker: WorkerProcess) -> None:
         assert worker.proc is not None
-        ready[i] = Ready.now(worker.proc.pid)
+        ready[i] = Ready.now(worker.proc.pid, step_seconds(worker))
 
     start_together(workers, note)
     return [(worker, ready[i]) for i, worker in enumerate(workers)]
@@ -482,12 +506,14 @@ def run_once(settings: Settings, messages: Sequence[Message], echo: Echo, transp
         try:
             pipeline = time_processes(watch, [ready for _, ready in workers], PIPELINE_APP_ID,
                                       internal_topics(s), n)
+            steps = describe_steps(pipeline, [r for _, r in workers], [step_seconds(w) for w, _ in workers])
             owners = [f"worker {i} owns {w.owned_inputs()}" for i, (w, _) in enumerate(workers)] if stream_workers > 1 else []
         finally:
             for worker, _ in workers:
                 worker.stop()
         who = "a stream worker" if stream_workers == 1 else f"{stream_workers} stream workers (CPU and RSS summed)"
         echo(f"(b) pipeline: {who}, parse→merge+identity→accounts: {pipeline.describe()}")
+        echo(f"    {steps}")
         for line in owners:
             echo(f"    {line}")
         outputs = sink_topics(topics)

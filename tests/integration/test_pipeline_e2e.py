@@ -68,6 +68,10 @@ def test_one_account_across_four_systems(start_worker, base_settings):
     # records are keyed by their vendor ids, so which of the two partitions they took varies.
     assert re.search(r'^lifecycle_consumer_lag\{partition="[01]",topic="lifecycle\.raw\.crm"\} \d', metrics, re.M)
     assert "lifecycle_faust_messages_received" in metrics  # Faust's own sensor, same registry
+    # where the worker's CPU went, step by step: each step ran, so each spent some
+    for step in ("parse", "merge", "accounts"):
+        spent = re.search(rf'^lifecycle_step_cpu_seconds_total\{{step="{step}"\}} (\S+)$', metrics, re.M)
+        assert spent is not None and float(spent.group(1)) > 0, step
     assert "account_id" not in metrics and "acct:" not in metrics  # bounded labels only
 
     # RevOps can ask why these ids are one account, from Kafka alone.
