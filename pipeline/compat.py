@@ -35,6 +35,13 @@ on Apache Kafka the read finds nothing more and costs one empty fetch.
 (raw → parsed → account topic → a merge's journal to another partition) waits for one. In a
 backfill the stream worker sat idle half the time. ``patch_faust_fetch_wait`` applies the
 worker's ``fetch_max_wait_ms`` setting instead.
+
+**Hand a batch over without waiting.** aiokafka's ``send_batch`` first waits until the
+partition's previous batch has left for the broker (its linger, then a round trip). A worker
+flushes its changelog writes after every batch it processes, mostly to the same partitions as
+the flush before, so each flush waited: in ``lifecycle bench`` the stream worker idled 15–18% of
+the span instead of 8–9%. :func:`hand_over` queues the batch behind the partition's pending
+ones at once (the order per partition is the queue's), as ``send`` does with a message.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import ProducerClosed
 from aiokafka.structs import TopicPartition
 
 from pipeline.kafka_clients import client_kwargs
@@ -126,6 +134,20 @@ def patch_faust_fetch_wait() -> None:
         return consumer
 
     AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer
+
+
+async def hand_over(kafka: Any, builder: Any, topic: str, partition: int) -> asyncio.Future:
+    """``AIOKafkaProducer.send_batch`` without its wait for the partition's earlier batches to
+    drain (see the module's docstring); the future is the batch's delivery."""
+    accumulator = kafka._message_accumulator
+    if accumulator._closed:
+        raise ProducerClosed()
+    if accumulator._exception is not None:
+        raise accumulator._exception
+    await kafka.client._wait_on_metadata(topic)   # as send_batch: the partition must be known
+    batch = accumulator._append_batch(builder, TopicPartition(topic, kafka._partition(topic, partition, None, None,
+                                                                                       None, None)))
+    return asyncio.shield(batch.future)
 
 
 async def drain_producer(producer: Any, timeout: float = DRAIN_TIMEOUT) -> bool:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import faust
@@ -123,11 +124,14 @@ class Parse:
             parsed = parse_message(event.value, message.topic, f"{message.topic}/{message.partition}/{message.offset}",
                                    now=self.pipeline.wall(), accept_test_mode=self.settings.accept_test_mode,
                                    future_skew=self.pipeline.future_skew)
-        for record in parsed.records:
-            metrics.child(metrics.EVENTS_INGESTED, record.source, record.outcome).inc()
-            if record.ignored is not None:
-                metrics.child(metrics.IGNORED, *record.ignored).inc()
-        for events in parsed.events:
-            for sourced in events:
-                metrics.child(metrics.CANONICAL_EVENTS, sourced.event.kind).inc()
+        # counted per message, each series once: a raw message holds up to 500 records
+        ingested = Counter((record.source, record.outcome) for record in parsed.records)
+        ignored = Counter(record.ignored for record in parsed.records if record.ignored is not None)
+        kinds = Counter(sourced.event.kind for events in parsed.events for sourced in events)
+        for labels, n in ingested.items():
+            metrics.child(metrics.EVENTS_INGESTED, *labels).inc(n)
+        for labels, n in ignored.items():
+            metrics.child(metrics.IGNORED, *labels).inc(n)
+        for kind, n in kinds.items():
+            metrics.child(metrics.CANONICAL_EVENTS, kind).inc(n)
         return parsed
