@@ -65,10 +65,9 @@ class ReadModelSink:
         return [self._models[topic].model_validate_json(value)], []
 
     def flush(self, records: list[Any], merges: list[tuple[str, str]]) -> None:
-        if records:
-            self.writer.apply(records)
-        for from_account, into_account in merges:
-            self.writer.mark_merged(from_account, into_account)
+        """One transaction: the records, then identity's merges."""
+        if records or merges:
+            self.writer.apply(records, merges)
 
     async def run(self, stream: faust.StreamT) -> None:
         """The agent: gather events; a full batch is flushed at once, the rest by ``flush_due``."""

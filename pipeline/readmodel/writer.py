@@ -50,15 +50,18 @@ class ReadModelWriter:
         self._insert = postgresql.insert if self._postgres else sqlite.insert
 
     # ---- public API -----------------------------------------------------------------
-    def apply(self, records: Sequence[Applicable]) -> ApplyResult:
-        """Apply a batch atomically; re-applying the same records changes nothing."""
+    def apply(self, records: Sequence[Applicable], merges: Sequence[tuple[str, str]] = ()) -> ApplyResult:
+        """Apply a batch atomically; re-applying the same records changes nothing. ``merges``:
+        identity's (absorbed, survivor) pairs to mark in the same transaction (``mark_merged``):
+        a sink's batch is one commit, not one per merge."""
         transitions: list[StageTransition] = []
         handoff_records: list[Handoff] = []
         breaches: list[SlaBreach] = []
-        merges: list[StageTransition] = []
+        pairs = list(merges)
         for i, record in enumerate(records):
             if isinstance(record, StageTransition) and record.merged_into:
-                merges.append(record)   # the end of a merged account's stream, not a stage entry
+                # the end of a merged account's stream, not a stage entry
+                pairs.append((record.account_id, record.merged_into))
             elif isinstance(record, StageTransition):
                 transitions.append(record)
             elif isinstance(record, Handoff):
@@ -70,6 +73,8 @@ class ReadModelWriter:
                     f"records[{i}] is a {type(record).__name__}; the read model takes "
                     "StageTransition, Handoff or SlaBreach"
                 )
+        for from_account, into_account in pairs:
+            _check_merge(from_account, into_account)
         now = utcnow()
         with self.engine.begin() as conn:
             applied = {
@@ -82,6 +87,7 @@ class ReadModelWriter:
                 for r in records_applied:
                     changed.setdefault(r.account_id, []).append(r)
             self._refresh_accounts(conn, changed, now)
+            marked = self._mark_merges(conn, pairs, now)
         inserted = duplicates = 0
         for kind, (total, records_applied) in applied.items():
             new, dup = len(records_applied), total - len(records_applied)
@@ -91,9 +97,7 @@ class ReadModelWriter:
                 READ_MODEL_ROWS.labels(kind=kind, outcome="duplicate").inc(dup)
             inserted += new
             duplicates += dup
-        for merged in merges:
-            assert merged.merged_into is not None
-            self.mark_merged(merged.account_id, merged.merged_into)
+        _count_merges(marked)
         return ApplyResult(inserted=inserted, duplicates=duplicates)
 
     def mark_merged(self, from_account: str, into_account: str) -> None:
@@ -101,29 +105,38 @@ class ReadModelWriter:
 
         Reports then count both ids as one account (``into_account``'s chain end).
         """
-        if not from_account or not into_account:
-            raise ValueError("mark_merged needs two non-empty account ids")
-        if from_account == into_account:
-            raise ValueError(f"cannot merge account {from_account!r} into itself")
-        with self.engine.begin() as conn:
-            root = into_account
-            seen = {from_account}
-            while (nxt := conn.execute(
-                sa.select(accounts.c.merged_into).where(accounts.c.account_id == root)
-            ).scalar_one_or_none()) is not None:
+        self.apply([], [(from_account, into_account)])
+
+    def _mark_merges(self, conn: Connection, pairs: Sequence[tuple[str, str]], now: datetime) -> list[bool]:
+        """Mark identity's merges, in order, inside the caller's transaction; whether each changed
+        the read model. The chains are read once per batch and followed in memory (a statement
+        per merge cost the sink more than everything else it writes)."""
+        if not pairs:
+            return []
+        parent = _merged_into(conn, {account for pair in pairs for account in pair})
+        marked: list[bool] = []
+        rows: dict[str, dict[str, Any]] = {}
+        for from_account, into_account in pairs:
+            root, seen = into_account, {from_account}
+            while (nxt := parent.get(root)) is not None:
                 if nxt in seen:
                     raise ValueError(f"merging {from_account!r} into {into_account!r} would make a merge cycle")
                 seen.add(root)
                 root = nxt
-            now = utcnow()
-            stmt = self._insert(accounts).values(account_id=from_account, merged_into=into_account, updated_at=now)
+            changed = parent.get(from_account) != into_account
+            if changed:
+                parent[from_account] = into_account
+                rows[from_account] = {"account_id": from_account, "merged_into": into_account, "updated_at": now}
+            marked.append(changed)
+        if rows:
+            stmt = self._insert(accounts)
             stmt = stmt.on_conflict_do_update(
                 index_elements=[accounts.c.account_id],
                 set_={"merged_into": stmt.excluded.merged_into, "updated_at": stmt.excluded.updated_at},
                 where=sa.or_(accounts.c.merged_into.is_(None), accounts.c.merged_into != stmt.excluded.merged_into),
             )
-            changed = conn.execute(stmt.returning(accounts.c.account_id)).first() is not None
-        READ_MODEL_ROWS.labels(kind="merge", outcome="inserted" if changed else "duplicate").inc()
+            conn.execute(stmt, list(rows.values()))
+        return marked
 
     # ---- one method per record kind; each returns the records that changed something ----
     def _apply_transitions(self, conn: Connection, records: list[StageTransition]) -> list[StageTransition]:
@@ -267,6 +280,21 @@ class ReadModelWriter:
 
 
 # ---- helpers --------------------------------------------------------------------------------
+def _check_merge(from_account: str, into_account: str) -> None:
+    if not from_account or not into_account:
+        raise ValueError("mark_merged needs two non-empty account ids")
+    if from_account == into_account:
+        raise ValueError(f"cannot merge account {from_account!r} into itself")
+
+
+def _count_merges(marked: Sequence[bool]) -> None:
+    changed = sum(marked)
+    if changed:
+        READ_MODEL_ROWS.labels(kind="merge", outcome="inserted").inc(changed)
+    if len(marked) - changed:
+        READ_MODEL_ROWS.labels(kind="merge", outcome="duplicate").inc(len(marked) - changed)
+
+
 def _record_time(record: Applicable) -> datetime:
     return record.started_at if isinstance(record, SlaBreach) else record.occurred_at
 
@@ -288,6 +316,25 @@ def _breach_row(r: SlaBreach, now: datetime) -> dict[str, Any]:
     row["breached_at"] = r.detected_at if r.status is SlaBreachStatus.BREACHED else None
     row["updated_at"] = now
     return row
+
+
+def _merged_into(conn: Connection, account_ids: Iterable[str]) -> dict[str, str]:
+    """``merged_into`` of these accounts and of every account their chains lead to."""
+    out: dict[str, str] = {}
+    asked: set[str] = set()
+    todo = set(account_ids)
+    while todo:
+        asked |= todo
+        ids = sorted(todo)
+        todo = set()
+        for start in range(0, len(ids), _CHUNK):
+            query = (sa.select(accounts.c.account_id, accounts.c.merged_into)
+                     .where(accounts.c.account_id.in_(ids[start:start + _CHUNK]), accounts.c.merged_into.is_not(None)))
+            for account_id, merged_into in conn.execute(query):
+                out[account_id] = merged_into
+                if merged_into not in asked:
+                    todo.add(merged_into)
+    return out
 
 
 def _segments(conn: Connection, account_ids: Iterable[str]) -> dict[str, str]:

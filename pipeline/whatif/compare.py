@@ -152,8 +152,7 @@ class ReadModelSink:
 
     def merged(self, merges: Sequence[AccountMerged]) -> None:
         """Identity's merges (``lifecycle.identity``), once the run is over; then the segments."""
-        for merge in merges:
-            self.writer.mark_merged(merge.from_account, merge.into_account)
+        self.writer.apply([], [(merge.from_account, merge.into_account) for merge in merges])
         rows = [{"a": a, "s": s} for a, (_, s) in self.segments.items()]
         if rows:
             with self.writer.engine.begin() as conn:

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 
 from pipeline.metrics import READ_MODEL_ROWS
 from pipeline.readmodel import ReadModelWriter
-from pipeline.readmodel.models import TABLES, accounts, handoffs, sla_breaches
+from pipeline.readmodel.models import TABLES, accounts, handoffs, sla_breaches, stage_history
 from tests.readmodel import story
 from tests.readmodel.story import at
 
@@ -192,6 +192,38 @@ def test_mark_merged_is_idempotent_and_refuses_cycles(engine: Engine) -> None:
         writer.mark_merged("A", "A")
     with pytest.raises(ValueError, match="non-empty"):
         writer.mark_merged("", "A")
+
+
+def test_merges_in_a_batch_are_one_transaction_followed_in_order(engine: Engine) -> None:
+    """A sink batch's merges go with its records in one commit; each is checked against the
+    chains as the merges before it in the same batch left them."""
+    writer = ReadModelWriter(engine)
+    transitions = story.transitions()
+    ins, dup = count_metric("merge", "inserted"), count_metric("merge", "duplicate")
+    writer.apply(transitions, [("D", "A"), ("X", "D"), ("D", "A"), ("Y", "X")])
+    assert count_metric("merge", "inserted") - ins == 3
+    assert count_metric("merge", "duplicate") - dup == 1
+
+    def merged() -> dict[str, str]:
+        with engine.connect() as conn:
+            return dict(conn.execute(sa.select(accounts.c.account_id, accounts.c.merged_into)
+                                     .where(accounts.c.merged_into.is_not(None))).all())
+
+    assert merged() == {"D": "A", "X": "D", "Y": "X"}
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(stage_history)).scalar_one() == len(
+            {t.transition_id for t in transitions})
+    # A cycle closed by a later merge of the same batch (Z → Y, then A → Z: A → Z → Y → X → D → A)
+    # refuses the whole batch: nothing of it is written.
+    late = story.handoff_versions("ho-batch-1", "A", "marketing", "sales", 1, "mid_market")
+    with pytest.raises(ValueError, match="cycle"):
+        writer.apply(late, [("Z", "Y"), ("A", "Z")])
+    assert merged() == {"D": "A", "X": "D", "Y": "X"}
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(handoffs)
+                            .where(handoffs.c.handoff_id == "ho-batch-1")).scalar_one() == 0
+    with pytest.raises(ValueError, match="into itself"):
+        writer.apply([], [("B", "B")])
 
 
 def test_segment_is_the_latest_handoffs_whatever_the_batches(engine: Engine) -> None:
