@@ -55,6 +55,34 @@ def test_the_pure_path_line_runs_the_offline_driver_over_the_preloaded_messages(
     assert "= parse " in pure.describe() and "+ accounts " in pure.describe()
 
 
+def test_the_writer_line_writes_the_pure_paths_outputs_into_a_fresh_read_model(tmp_path):
+    import sqlalchemy as sa
+
+    from pipeline.drive.bench import pure_path, writer_path
+    from pipeline.readmodel import make_engine
+    from pipeline.readmodel.models import accounts, handoffs, stage_history
+    from pipeline.settings import Settings
+
+    messages = encode(sample(accounts=40, seed=11, records=None)[0], 4)
+    output = pure_path(Settings(data_dir=tmp_path), messages, passes=1).output
+    assert output.transitions and output.handoffs and output.merges
+    url = f"sqlite:///{tmp_path / 'writer.db'}"
+    rate = writer_path(output, url)
+    merges = len(output.merges)
+    assert rate.records == len(output.transitions) + len(output.handoffs) + len(output.breaches) + merges
+    assert rate.cpu_seconds > 0 and rate.seconds > 0
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        entries = {t.transition_id for t in output.transitions if not t.merged_into}
+        assert conn.execute(sa.select(sa.func.count()).select_from(stage_history)).scalar_one() == len(entries)
+        assert conn.execute(sa.select(sa.func.count()).select_from(handoffs)).scalar_one() == len(
+            {h.handoff_id for h in output.handoffs})
+        merged = dict(conn.execute(sa.select(accounts.c.account_id, accounts.c.merged_into)
+                                   .where(accounts.c.merged_into.is_not(None))).all())
+    engine.dispose()
+    assert merged == {m.from_account: m.into_account for m in output.merges}
+
+
 def test_the_worker_cpu_split_is_each_steps_counter_over_the_timed_span():
     from pipeline.drive.bench import Ready, describe_steps
 

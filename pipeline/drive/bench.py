@@ -65,7 +65,7 @@ from schemas.topics import DEFAULT, Topics
 if TYPE_CHECKING:
     import faust
 
-    from pipeline.offline import StageCpu
+    from pipeline.offline import ReplayOutput, StageCpu
     from schemas.events import RawRecord
 
 Echo = Callable[[str], None]
@@ -350,26 +350,51 @@ def pure_path(settings: Settings, messages: Sequence[Message], passes: int = 3) 
         offline = OfflinePipeline([journey], now=now, partitions=settings.partitions,
                                   accept_test_mode=settings.accept_test_mode)
         cpu, started = time.process_time(), time.perf_counter()
-        offline.run(sources)
+        output = offline.run(sources)[0]
         rate = Rate(record_count(messages), time.perf_counter() - started, time.process_time() - cpu)
         if best is None or rate.cpu_seconds < best.rate.cpu_seconds:
-            best = PureRate(rate, offline.stats.cpu)
+            best = PureRate(rate, offline.stats.cpu, output)
     assert best is not None
     return best
 
 
 @dataclass(frozen=True)
 class PureRate:
-    """The pure path's best pass and its CPU by step."""
+    """The pure path's best pass, its CPU by step, and what it published."""
 
     rate: Rate
     cpu: StageCpu
+    output: ReplayOutput
 
     def describe(self) -> str:
         us = 1e6 / self.rate.records
         return (f"CPU {self.rate.cpu_us_per_record:,.0f} µs/record = parse {self.cpu.parse * us:,.0f} + merge and "
                 f"identity {self.cpu.merge * us:,.0f} + accounts {self.cpu.accounts * us:,.0f}, best of 3 "
                 f"({self.rate.records:,} records in {self.rate.seconds:.2f}s)")
+
+
+def writer_path(output: ReplayOutput, database_url: str) -> Rate:
+    """(e) The read-model writer alone: what the pure path published (transitions, handoffs,
+    breaches) and identity's merges through ``ReadModelWriter.apply``, in the sink's batches,
+    on a fresh database, no Kafka and no Faust: the sink's SQL cost, apart from what Faust costs
+    it per message."""
+    from pipeline.agents.sink import BATCH
+    from pipeline.readmodel import ReadModelWriter, make_engine, migrate
+
+    records = [*output.transitions, *output.handoffs, *output.breaches]
+    merges = [(m.from_account, m.into_account) for m in output.merges]
+    engine = make_engine(database_url)
+    try:
+        migrate(engine)
+        writer = ReadModelWriter(engine)
+        batches = max(1, math.ceil(len(records) / BATCH))
+        per_batch = math.ceil(len(merges) / batches)
+        cpu, started = time.process_time(), time.perf_counter()
+        for i in range(batches):
+            writer.apply(records[i * BATCH:(i + 1) * BATCH], merges[i * per_batch:(i + 1) * per_batch])
+        return Rate(len(records) + len(merges), time.perf_counter() - started, time.process_time() - cpu)
+    finally:
+        engine.dispose()
 
 
 # ---- (a) the raw ceiling --------------------------------------------------------------------
@@ -571,6 +596,9 @@ def run_bench(settings: Settings, accounts: int = 600, seed: int = 11, echo: Ech
         results.append(run_once(run_settings, messages, echo, transports if i == repeat - 1 else 0, stream_workers))
     pure = pure_path(settings, messages)
     echo(f"(d) pure path (pipeline.offline over the same messages, no Kafka): {pure.describe()}")
+    writer = writer_path(pure.output, f"sqlite:///{bench_dir / 'writer.db'}")
+    echo(f"(e) read-model writer alone ((d)'s outputs and merges through ReadModelWriter in the sink's batches, "
+         f"SQLite, no Kafka): {writer.per_second:,.0f} records/s {writer.details()}")
     ratio = statistics.median(r.ratio for r in results)
     floor_ratio = statistics.median(r.floor_ratio for r in results)
     echo(f"bench process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
@@ -583,7 +611,8 @@ def run_bench(settings: Settings, accounts: int = 600, seed: int = 11, echo: Ech
     return {"records": record_count(messages), "raw_rate": last.raw.per_second, "pipeline_rate": last.pipeline.per_second,
             "floor_rate": last.floor.per_second, "ratio": ratio, "floor_ratio": floor_ratio,
             "worker_cpu_us": last.pipeline.cpu_us_per_record,
-            "worker_rss_mib": last.pipeline.peak_rss_mib or 0.0, "pure_cpu_us": pure.rate.cpu_us_per_record}
+            "worker_rss_mib": last.pipeline.peak_rss_mib or 0.0, "pure_cpu_us": pure.rate.cpu_us_per_record,
+            "writer_rate": writer.per_second}
 
 
 if __name__ == "__main__":  # the faust floor's child process (floor_process)
