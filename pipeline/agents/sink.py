@@ -66,8 +66,7 @@ class ReadModelSink:
 
     def flush(self, records: list[Any], merges: list[tuple[str, str]]) -> None:
         """One transaction: the records, then identity's merges."""
-        if records or merges:
-            self.writer.apply(records, merges)
+        self.writer.apply(records, merges)
 
     async def run(self, stream: faust.StreamT) -> None:
         """The agent: gather events; a full batch is flushed at once, the rest by ``flush_due``."""

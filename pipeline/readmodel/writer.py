@@ -73,6 +73,8 @@ class ReadModelWriter:
                     f"records[{i}] is a {type(record).__name__}; the read model takes "
                     "StageTransition, Handoff or SlaBreach"
                 )
+        if not records and not pairs:
+            return ApplyResult()
         for from_account, into_account in pairs:
             _check_merge(from_account, into_account)
         now = utcnow()
