@@ -94,6 +94,17 @@ def test_the_worker_cpu_split_is_each_steps_counter_over_the_timed_span():
         "+ Kafka, Faust and the rest 150")
 
 
+def test_each_worker_of_several_shows_its_busy_share_and_its_steps():
+    from pipeline.drive.bench import Ready, worker_share
+
+    # two workers over 1,000 records in 2 s: 0.3 s and 0.9 s of CPU
+    rate = Rate(records=1000, seconds=2.0, cpu_seconds=1.2, cpu_by_process=(0.3, 0.9))
+    ready = Ready(2, 0.0, 0.0, {"parse": 1.0, "merge": 0.0, "accounts": 3.0})
+    done = {"parse": 1.2, "merge": 0.4, "accounts": 3.1}
+    assert worker_share(rate, 1, ready, done) == (
+        "busy 45% of the span, CPU 900 µs/record (parse 200 + merge 400 + accounts 100 + the rest)")
+
+
 def test_step_cpu_counts_the_threads_cpu_inside_it_not_its_waits():
     import time
 

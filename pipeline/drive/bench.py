@@ -94,6 +94,7 @@ class Rate:
     seconds: float
     cpu_seconds: float
     peak_rss_mib: float | None = None
+    cpu_by_process: tuple[float, ...] = ()   # several processes: each one's part of ``cpu_seconds``
 
     @property
     def per_second(self) -> float:
@@ -298,6 +299,15 @@ def describe_steps(rate: Rate, ready: Sequence[Ready], done: Sequence[dict[str, 
     return f"worker CPU {rate.cpu_us_per_record:,.0f} µs/record = {parts} + Kafka, Faust and the rest {rest * us:,.0f}"
 
 
+def worker_share(rate: Rate, i: int, ready: Ready, done: dict[str, float]) -> str:
+    """One worker of several: its share of a core over the timed span (the busiest one is the
+    limit) and its CPU per record of the whole input, by step."""
+    cpu = rate.cpu_by_process[i]
+    us = 1e6 / rate.records
+    parts = " + ".join(f"{step} {(done.get(step, 0.0) - ready.steps.get(step, 0.0)) * us:,.0f}" for step in STEPS)
+    return f"busy {cpu / rate.seconds:.0%} of the span, CPU {cpu * us:,.0f} µs/record ({parts} + the rest)"
+
+
 def time_processes(watch: CommitWatch, ready: Sequence[Ready], group: str, topics: Sequence[str],
                    records: int) -> Rate:
     """From the first process's readiness until ``group`` (run by those processes) has committed
@@ -305,8 +315,9 @@ def time_processes(watch: CommitWatch, ready: Sequence[Ready], group: str, topic
     called = time.perf_counter()
     seconds, cpu_after = watch.wait(group, topics, lambda: [cpu_seconds(r.pid) for r in ready],
                                     timeout=300 + records / 100)
-    return Rate(records, called + seconds - min(r.at for r in ready),
-                sum(after - r.cpu for r, after in zip(ready, cpu_after)), sum(peak_rss_mib(r.pid) for r in ready))
+    spent = tuple(after - r.cpu for r, after in zip(ready, cpu_after))
+    return Rate(records, called + seconds - min(r.at for r in ready), sum(spent),
+                sum(peak_rss_mib(r.pid) for r in ready), spent)
 
 
 def time_process(watch: CommitWatch, pid: int, group: str, topics: Sequence[str], records: int) -> Rate:
@@ -531,8 +542,10 @@ def run_once(settings: Settings, messages: Sequence[Message], echo: Echo, transp
         try:
             pipeline = time_processes(watch, [ready for _, ready in workers], PIPELINE_APP_ID,
                                       internal_topics(s), n)
-            steps = describe_steps(pipeline, [r for _, r in workers], [step_seconds(w) for w, _ in workers])
-            owners = [f"worker {i} owns {w.owned_inputs()}" for i, (w, _) in enumerate(workers)] if stream_workers > 1 else []
+            done = [step_seconds(w) for w, _ in workers]
+            steps = describe_steps(pipeline, [r for _, r in workers], done)
+            owners = [f"worker {i}: {worker_share(pipeline, i, r, done[i])}\n        owns {w.owned_inputs()}"
+                      for i, (w, r) in enumerate(workers)] if stream_workers > 1 else []
         finally:
             for worker, _ in workers:
                 worker.stop()
