@@ -105,6 +105,17 @@ def test_each_worker_of_several_shows_its_busy_share_and_its_steps():
         "busy 45% of the span, CPU 900 µs/record (parse 200 + merge 400 + accounts 100 + the rest)")
 
 
+def test_the_embedded_broker_is_found_by_its_listener():
+    from pipeline.broker import EmbeddedBroker
+    from pipeline.drive.bench import broker_pid
+
+    with EmbeddedBroker() as broker:
+        assert broker._proc is not None
+        assert broker_pid(broker.bootstrap_servers) == broker._proc.pid
+    assert broker_pid(broker.bootstrap_servers) is None   # stopped
+    assert broker_pid("kafka.example.com:9092") is None   # not a process here
+
+
 def test_step_cpu_counts_the_threads_cpu_inside_it_not_its_waits():
     import time
 

@@ -183,6 +183,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def broker_pid(bootstrap: str) -> int | None:
+    """The embedded broker serving ``bootstrap``, found by the listener on its command line
+    (``pipeline.broker.EmbeddedBroker``); None for a broker that is not a process here."""
+    listener = f"tcp://{bootstrap.split(',')[0]}".encode()
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if listener in (proc / "cmdline").read_bytes().split(b"\0"):
+                    return int(proc.name)
+            except OSError:
+                continue
+    return None
+
+
 def peak_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -539,9 +553,13 @@ def run_once(settings: Settings, messages: Sequence[Message], echo: Echo, transp
         echo(f"    (for reference, producing each record alone: {per_record.describe()})")
 
         workers = start_workers(s.with_(app_id=PIPELINE_APP_ID, role="stream"), stream_workers)
+        broker = broker_pid(bootstrap)
+        broker_cpu = cpu_seconds(broker) if broker is not None else 0.0
         try:
             pipeline = time_processes(watch, [ready for _, ready in workers], PIPELINE_APP_ID,
                                       internal_topics(s), n)
+            if broker is not None:
+                broker_cpu = cpu_seconds(broker) - broker_cpu
             done = [step_seconds(w) for w, _ in workers]
             steps = describe_steps(pipeline, [r for _, r in workers], done)
             owners = [f"worker {i}: {worker_share(pipeline, i, r, done[i])}\n        owns {w.owned_inputs()}"
@@ -554,6 +572,9 @@ def run_once(settings: Settings, messages: Sequence[Message], echo: Echo, transp
         echo(f"    {steps}")
         for line in owners:
             echo(f"    {line}")
+        if broker is not None:  # on a 2-core machine the broker's share is CPU the workers do not get
+            echo(f"    the embedded broker meanwhile: busy {broker_cpu / pipeline.seconds:.0%} of the span, "
+                 f"CPU {broker_cpu / n * 1e6:,.0f} µs/record")
         outputs = sink_topics(topics)
         written = sum(watch.fix(outputs).values())
         sink = WorkerProcess(s.with_(app_id=PIPELINE_APP_ID, role="sink"), s.data_dir / "sink.log").start()
