@@ -303,11 +303,17 @@ def step_seconds(worker: WorkerProcess) -> dict[str, float]:
             for sample in family.samples if sample.name.endswith("_total")}
 
 
+def step_spent(ready: Ready, done: dict[str, float]) -> dict[str, float]:
+    """One worker's CPU seconds by step between its readiness and ``done`` (its counters then)."""
+    return {step: done.get(step, 0.0) - ready.steps.get(step, 0.0) for step in STEPS}
+
+
 def describe_steps(rate: Rate, ready: Sequence[Ready], done: Sequence[dict[str, float]]) -> str:
     """The timed span's worker CPU split: each step's own work (``metrics.StepCpu``, the steps
     the pure path (d) times), the rest being Kafka, Faust, asyncio, serialization and table writes."""
     us = 1e6 / rate.records
-    spent = {step: sum(d.get(step, 0.0) - r.steps.get(step, 0.0) for r, d in zip(ready, done)) for step in STEPS}
+    each = [step_spent(r, d) for r, d in zip(ready, done)]
+    spent = {step: sum(e[step] for e in each) for step in STEPS}
     rest = rate.cpu_seconds - sum(spent.values())
     parts = " + ".join(f"{label} {spent[step] * us:,.0f}" for step, label in STEPS.items())
     return f"worker CPU {rate.cpu_us_per_record:,.0f} µs/record = {parts} + Kafka, Faust and the rest {rest * us:,.0f}"
@@ -318,7 +324,7 @@ def worker_share(rate: Rate, i: int, ready: Ready, done: dict[str, float]) -> st
     limit) and its CPU per record of the whole input, by step."""
     cpu = rate.cpu_by_process[i]
     us = 1e6 / rate.records
-    parts = " + ".join(f"{step} {(done.get(step, 0.0) - ready.steps.get(step, 0.0)) * us:,.0f}" for step in STEPS)
+    parts = " + ".join(f"{step} {seconds * us:,.0f}" for step, seconds in step_spent(ready, done).items())
     return f"busy {cpu / rate.seconds:.0%} of the span, CPU {cpu * us:,.0f} µs/record ({parts} + the rest)"
 
 
