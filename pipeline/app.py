@@ -167,6 +167,7 @@ class LifecyclePipeline:
                                            config=LARGE_TOPIC_CONFIG)
         # ---- tables: changelogged, recovered to exactly the committed input ------------------------
         committed = self.committed = CommittedOffsets(app)
+        self.account_ends: dict[int, int] = {}   # per account partition: the end after this worker's last batch
         self.accounts = checkpointed_table(app, "accounts", settings.partitions, codec_for(AccountState), committed)
         self.journals = checkpointed_table(app, "journal", settings.partitions, codec_for(LifecycleEvent), committed)
         self.deadlines = checkpointed_table(app, "deadlines", settings.partitions, ORJSON, committed)
@@ -252,8 +253,16 @@ class LifecyclePipeline:
             by_partition.setdefault(self.partition_of(message[0]), []).append(message)
         for partition, batch in by_partition.items():
             for part in batches(batch, BATCH_MAX, ROUTE_MAX_BYTES):
-                await self.sends.send(self.topics.account_events, part[0][0], partition=partition,
-                                      value=b'{"messages":[' + b",".join(m for _, m in part) + b"]}")
+                delivery = await self.sends.send(self.topics.account_events, part[0][0], partition=partition,
+                                                 value=b'{"messages":[' + b",".join(m for _, m in part) + b"]}")
+                delivery.add_done_callback(self._note_account_end)
+
+    def _note_account_end(self, delivery: asyncio.Future) -> None:
+        """What this worker has written to each account partition so far (the end after its
+        last delivered batch): the ingest's pace compares it with the group's commit there."""
+        if not delivery.cancelled() and delivery.exception() is None:
+            meta = delivery.result()
+            self.account_ends[meta.partition] = max(self.account_ends.get(meta.partition, 0), meta.offset + 1)
 
     async def send_dead_letter(self, record: DeadLetter) -> None:
         """Counted, and handed to the producer (on the broker before the input is committed)."""

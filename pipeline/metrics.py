@@ -58,6 +58,10 @@ MESSAGE_GAPS = Counter(
     "lifecycle_message_gaps", "Messages between the worker's steps not applied because an earlier one of their "
     "sender is missing (taken once the sender sends them again, in order; lasting, a write was lost), by hop "
     "(parsed, account) and sender", ["hop", "origin"], registry=REGISTRY)
+PACE_WAIT = Counter(
+    "lifecycle_ingest_pace_wait_seconds", "Seconds the ingest waited for account partitions to catch up before "
+    "taking more input, by the partition it last waited for: one of this worker (local) or of another (remote)",
+    ["where"], registry=REGISTRY)
 CONSUMER_LAG = Gauge(
     "lifecycle_consumer_lag", "Messages between the highwater mark and the committed offset",
     ["topic", "partition"], registry=REGISTRY)

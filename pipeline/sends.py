@@ -58,12 +58,14 @@ class Sends:
         return self.app.producer._ensure_producer()
 
     async def send(self, topic: str, key: str | bytes | None, value: bytes, *, partition: int | None = None,
-                   headers: Headers | None = None) -> None:
-        """Hand one message to the producer (it is on the broker once the producer flushes)."""
+                   headers: Headers | None = None) -> asyncio.Future:
+        """Hand one message to the producer (it is on the broker once the producer flushes);
+        returns its delivery (its ``RecordMetadata`` once written)."""
         if isinstance(key, str):
             key = key.encode()
         delivery = await self.kafka.send(topic, value, key=key, partition=partition, headers=headers)
         delivery.add_done_callback(self._delivered)
+        return delivery
 
     def queue_changelog(self, topic: str, partition: int, key: bytes | None, value: bytes | None,
                         headers: Headers, on_sent: Callable[[Any], None] | None = None) -> None:

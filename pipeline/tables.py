@@ -94,10 +94,7 @@ class CommittedOffsets:
         self._lock = asyncio.Lock()  # every table recovers at once; one admin client, started once
 
     async def get(self, tps: Iterable[TP]) -> dict[TP, int]:
-        from aiokafka.admin import AIOKafkaAdminClient
         from aiokafka.structs import TopicPartition
-
-        from pipeline.kafka_clients import client_kwargs
 
         wanted = list(tps)
         thread = self.app.consumer._thread  # type: ignore[attr-defined]
@@ -106,6 +103,19 @@ class CommittedOffsets:
         for tp in wanted:
             offset = await thread.call_thread(consumer.committed, TopicPartition(tp.topic, tp.partition))
             out[tp] = offset if offset is not None and offset > 0 else 0
+        for tp, offset in (await self.of_group(wanted)).items():
+            out[tp] = max(out[tp], offset)
+        return out
+
+    async def of_group(self, tps: Iterable[TP]) -> dict[TP, int]:
+        """The admin OffsetFetch alone (0 where none): one request, for partitions any member
+        of the group owns (the ingest's pace watches other workers' account partitions so)."""
+        from aiokafka.admin import AIOKafkaAdminClient
+        from aiokafka.structs import TopicPartition
+
+        from pipeline.kafka_clients import client_kwargs
+
+        wanted = list(tps)
         async with self._lock:
             if self._admin is None:
                 servers = [f"{url.host}:{url.port or 9092}" for url in self.app.conf.broker]
@@ -114,10 +124,10 @@ class CommittedOffsets:
                 self._admin = admin
             found = await self._admin.list_consumer_group_offsets(
                 self.app.conf.id, partitions=[TopicPartition(tp.topic, tp.partition) for tp in wanted])
+        out = {}
         for tp in wanted:
             meta = found.get(TopicPartition(tp.topic, tp.partition))
-            if meta is not None and meta.offset is not None and meta.offset > out[tp]:
-                out[tp] = meta.offset
+            out[tp] = meta.offset if meta is not None and meta.offset is not None and meta.offset > 0 else 0
         return out
 
 

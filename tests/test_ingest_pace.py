@@ -1,6 +1,7 @@
-"""The ingest step keeps pace with the account partitions of its own worker: it waits while one
-has more than ``PACE_AHEAD`` of its sent messages not yet applied, so a merge's journal, sent
-behind them, reaches the survivor soon and little waits in held slots."""
+"""The ingest step keeps pace with the account partitions: it waits while one of its own worker
+has more than ``PACE_AHEAD`` of its sent messages not yet applied, or one of another worker has
+not committed more than ``REMOTE_PACE_AHEAD`` of the batches written to it, so a merge's
+journal, sent behind them, reaches the survivor soon and little waits in held slots."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from types import SimpleNamespace
 from typing import Any
 
 from pipeline.agents import ingest as ingest_module
-from pipeline.agents.ingest import PACE_AHEAD, Ingest
+from faust.types import TP
+
+from pipeline.agents.ingest import PACE_AHEAD, REMOTE_PACE_AHEAD, Ingest
 from pipeline.ingest import INGEST_ORIGIN
 from schemas.topics import Topics
 
@@ -28,7 +31,17 @@ class Pipeline:
         self.sends = SimpleNamespace(flush=self._flush)
         self.applied = {INGEST_ORIGIN: 0}
         self.accounts_agent = SimpleNamespace(partitions={0: SimpleNamespace(progress=SimpleNamespace(
-            last_seq=self.applied))})
+            last_seq=self.applied))}, owns=lambda partition: partition == 0)
+        self.account_ends: dict[int, int] = {}     # what this worker wrote to each account partition
+        self.commits: dict[int, int] = {}          # the group's commits there (another worker's)
+        self.committed = SimpleNamespace(of_group=self._of_group, get=lambda tps: asyncio.sleep(0, {}))
+        self.reads = 0
+
+    async def _of_group(self, tps: Any) -> dict[TP, int]:
+        self.reads += 1
+        if self.commits is None:
+            raise ConnectionError("the group is rebalancing")
+        return {tp: self.commits.get(tp.partition, 0) for tp in tps}
 
     async def route(self, messages: list[tuple[str, bytes]]) -> None:
         return None
@@ -86,8 +99,36 @@ async def test_the_wait_is_bounded_and_ends_at_a_stop(monkeypatch) -> None:
 
 async def test_a_rebalance_forgets_what_was_sent() -> None:
     pipeline = Pipeline()
-    pipeline.committed = SimpleNamespace(get=lambda tps: asyncio.sleep(0, {}))
     ingest = Ingest(pipeline)  # type: ignore[arg-type]
     await _sent(ingest, pipeline, {"0": 4 * PACE_AHEAD})
     await ingest.on_assigned(set())
+    assert await _timed(ingest) < 0.05
+
+
+async def test_the_ingest_waits_while_another_workers_partition_has_not_committed_what_was_written(
+        monkeypatch) -> None:
+    monkeypatch.setattr(ingest_module, "PACE_WAIT_MAX", 10.0)
+    pipeline = Pipeline()
+    ingest = Ingest(pipeline)  # type: ignore[arg-type]
+    pipeline.account_ends = {0: 50 * REMOTE_PACE_AHEAD, 1: REMOTE_PACE_AHEAD}
+    assert await _timed(ingest) < 0.05          # 1 is REMOTE_PACE_AHEAD behind; 0 is this worker's own
+
+    pipeline.account_ends[1] = 3 * REMOTE_PACE_AHEAD
+
+    async def commit() -> None:
+        await asyncio.sleep(0.3)
+        pipeline.commits[1] = 2 * REMOTE_PACE_AHEAD   # the other worker committed: now REMOTE_PACE_AHEAD behind
+
+    helper = asyncio.ensure_future(commit())
+    waited = await _timed(ingest)
+    await helper
+    assert 0.25 < waited < 5.0                  # woken by the commit, not the bound
+    assert pipeline.reads < 30                  # the commits read at most every REMOTE_READ_EVERY
+
+
+async def test_unreadable_commits_do_not_hold_the_ingest() -> None:
+    pipeline = Pipeline()
+    ingest = Ingest(pipeline)  # type: ignore[arg-type]
+    pipeline.account_ends = {1: 10 * REMOTE_PACE_AHEAD}
+    pipeline.commits = None   # type: ignore[assignment]
     assert await _timed(ingest) < 0.05

@@ -58,6 +58,10 @@ class Accounts:
                     self._assigned.discard(tp.partition)
                     self.partitions.pop(tp.partition, None)
 
+    def owns(self, partition: int) -> bool:
+        """Whether this worker runs that account partition now."""
+        return partition in self._assigned
+
     def on_assigned(self, assigned: set[TP]) -> None:
         topic = self.pipeline.topics.account_events
         self._assigned = {tp.partition for tp in assigned if tp.topic == topic}
