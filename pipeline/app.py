@@ -33,6 +33,7 @@ Output is a function of the input alone (README, Delivery guarantees):
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 import logging
 from datetime import datetime, timedelta, timezone
 from collections.abc import Awaitable, Callable
@@ -167,7 +168,8 @@ class LifecyclePipeline:
                                            config=LARGE_TOPIC_CONFIG)
         # ---- tables: changelogged, recovered to exactly the committed input ------------------------
         committed = self.committed = CommittedOffsets(app)
-        self.account_ends: dict[int, int] = {}   # per account partition: the end after this worker's last batch
+        # per account partition: the offsets of the ingest's batches written there (see Ingest._pace)
+        self.ingest_batches: dict[int, deque[int]] = {}
         self.accounts = checkpointed_table(app, "accounts", settings.partitions, codec_for(AccountState), committed)
         self.journals = checkpointed_table(app, "journal", settings.partitions, codec_for(LifecycleEvent), committed)
         self.deadlines = checkpointed_table(app, "deadlines", settings.partitions, ORJSON, committed)
@@ -245,9 +247,10 @@ class LifecyclePipeline:
         """``schemas.accounts.partition_of`` over this deployment's partitions."""
         return partition_of(account_id, self.settings.partitions)
 
-    async def route(self, messages: list[tuple[str, bytes]]) -> None:
+    async def route(self, messages: list[tuple[str, bytes]], *, from_ingest: bool = False) -> None:
         """Send messages (account id, ``AccountMessage`` JSON) to their accounts' partitions, one
-        ``AccountBatch`` per partition, order kept; the batch is joined from the messages' JSON."""
+        ``AccountBatch`` per partition, order kept; the batch is joined from the messages' JSON.
+        ``from_ingest``: the offsets of the batches are kept (``ingest_batches``) for its pace."""
         by_partition: dict[int, list[tuple[str, bytes]]] = {}
         for message in messages:
             by_partition.setdefault(self.partition_of(message[0]), []).append(message)
@@ -255,14 +258,17 @@ class LifecyclePipeline:
             for part in batches(batch, BATCH_MAX, ROUTE_MAX_BYTES):
                 delivery = await self.sends.send(self.topics.account_events, part[0][0], partition=partition,
                                                  value=b'{"messages":[' + b",".join(m for _, m in part) + b"]}")
-                delivery.add_done_callback(self._note_account_end)
+                if from_ingest:
+                    delivery.add_done_callback(self._note_ingest_batch)
 
-    def _note_account_end(self, delivery: asyncio.Future) -> None:
-        """What this worker has written to each account partition so far (the end after its
-        last delivered batch): the ingest's pace compares it with the group's commit there."""
+    def _note_ingest_batch(self, delivery: asyncio.Future) -> None:
+        """Kept for another worker's partitions only (the pace lets them go once committed; its
+        own partitions are paced by what they applied). A partition's batches are delivered in
+        order, so each partition's offsets stay sorted."""
         if not delivery.cancelled() and delivery.exception() is None:
             meta = delivery.result()
-            self.account_ends[meta.partition] = max(self.account_ends.get(meta.partition, 0), meta.offset + 1)
+            if not self.accounts_agent.owns(meta.partition):
+                self.ingest_batches.setdefault(meta.partition, deque()).append(meta.offset)
 
     async def send_dead_letter(self, record: DeadLetter) -> None:
         """Counted, and handed to the producer (on the broker before the input is committed)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from types import SimpleNamespace
 from typing import Any
 
@@ -32,7 +33,7 @@ class Pipeline:
         self.applied = {INGEST_ORIGIN: 0}
         self.accounts_agent = SimpleNamespace(partitions={0: SimpleNamespace(progress=SimpleNamespace(
             last_seq=self.applied))}, owns=lambda partition: partition == 0)
-        self.account_ends: dict[int, int] = {}     # what this worker wrote to each account partition
+        self.ingest_batches: dict[int, deque[int]] = {}   # offsets of the ingest's batches per account partition
         self.commits: dict[int, int] = {}          # the group's commits there (another worker's)
         self.committed = SimpleNamespace(of_group=self._of_group, get=lambda tps: asyncio.sleep(0, {}))
         self.reads = 0
@@ -43,7 +44,7 @@ class Pipeline:
             raise ConnectionError("the group is rebalancing")
         return {tp: self.commits.get(tp.partition, 0) for tp in tps}
 
-    async def route(self, messages: list[tuple[str, bytes]]) -> None:
+    async def route(self, messages: list[tuple[str, bytes]], *, from_ingest: bool = False) -> None:
         return None
 
     async def _flush(self) -> None:
@@ -105,30 +106,32 @@ async def test_a_rebalance_forgets_what_was_sent() -> None:
     assert await _timed(ingest) < 0.05
 
 
-async def test_the_ingest_waits_while_another_workers_partition_has_not_committed_what_was_written(
+async def test_the_ingest_waits_while_another_workers_partition_has_not_committed_its_batches(
         monkeypatch) -> None:
     monkeypatch.setattr(ingest_module, "PACE_WAIT_MAX", 10.0)
     pipeline = Pipeline()
     ingest = Ingest(pipeline)  # type: ignore[arg-type]
-    pipeline.account_ends = {0: 50 * REMOTE_PACE_AHEAD, 1: REMOTE_PACE_AHEAD}
-    assert await _timed(ingest) < 0.05          # 1 is REMOTE_PACE_AHEAD behind; 0 is this worker's own
+    # partition 0 is this worker's own (paced by what it applied); 1 is another worker's
+    pipeline.ingest_batches = {0: deque(range(100, 150)), 1: deque(range(10, 10 + REMOTE_PACE_AHEAD))}
+    assert await _timed(ingest) < 0.05          # 1 has REMOTE_PACE_AHEAD batches past its commit: fine
 
-    pipeline.account_ends[1] = 3 * REMOTE_PACE_AHEAD
+    pipeline.ingest_batches[1] = deque(range(10, 10 + 3 * (REMOTE_PACE_AHEAD + 1), 3))  # one too many
 
     async def commit() -> None:
         await asyncio.sleep(0.3)
-        pipeline.commits[1] = 2 * REMOTE_PACE_AHEAD   # the other worker committed: now REMOTE_PACE_AHEAD behind
+        pipeline.commits[1] = 10 + 3        # the first batch applied and committed: REMOTE_PACE_AHEAD left
 
     helper = asyncio.ensure_future(commit())
     waited = await _timed(ingest)
     await helper
     assert 0.25 < waited < 5.0                  # woken by the commit, not the bound
     assert pipeline.reads < 30                  # the commits read at most every REMOTE_READ_EVERY
+    assert list(pipeline.ingest_batches[1]) == list(range(13, 10 + 3 * (REMOTE_PACE_AHEAD + 1), 3))  # committed: gone
 
 
 async def test_unreadable_commits_do_not_hold_the_ingest() -> None:
     pipeline = Pipeline()
     ingest = Ingest(pipeline)  # type: ignore[arg-type]
-    pipeline.account_ends = {1: 10 * REMOTE_PACE_AHEAD}
+    pipeline.ingest_batches = {1: deque(range(10 * REMOTE_PACE_AHEAD))}
     pipeline.commits = None   # type: ignore[assignment]
     assert await _timed(ingest) < 0.05
