@@ -33,9 +33,9 @@ Output is a function of the input alone (README, Delivery guarantees):
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 import logging
 from datetime import datetime, timedelta, timezone
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 

@@ -377,11 +377,10 @@ class Ingest:
 
         An account partition of another worker is watched through the group's commit there: at
         most ``REMOTE_PACE_AHEAD`` of the ingest's batches written to it (``ingest_batches``) may
-        be past that commit. (Counting every message up to this worker's last write, the accounts'
-        forwards included, made the bound far tighter than the local one: two workers lost a fifth
-        of their throughput.) Without it, with two workers the merge worker paced only against
-        its own partition while the other's fell behind, and its survivors held twice the
-        messages (29,815 against 15,010 with one worker)."""
+        be past that commit (the accounts' forwards there are not counted: many and small, they
+        would make the bound far tighter than the local one). Without it, with two workers the
+        merge worker paced only against its own partition while the other's fell behind, and the
+        survivors held about twice the messages of one worker (29,815 against 15,010)."""
         started = time.monotonic()
         until = started + PACE_WAIT_MAX
         waited_for = None
