@@ -42,6 +42,8 @@ class Pipeline:
         self.reads += 1
         if self.commits is None:
             raise ConnectionError("the group is rebalancing")
+        if self.commits == "slow":
+            await asyncio.sleep(60)
         return {tp: self.commits.get(tp.partition, 0) for tp in tps}
 
     async def route(self, messages: list[tuple[str, bytes]], *, from_ingest: bool = False) -> None:
@@ -135,3 +137,14 @@ async def test_unreadable_commits_do_not_hold_the_ingest() -> None:
     pipeline.ingest_batches = {1: deque(range(10 * REMOTE_PACE_AHEAD))}
     pipeline.commits = None   # type: ignore[assignment]
     assert await _timed(ingest) < 0.05
+
+
+async def test_a_slow_read_of_the_commits_does_not_hold_the_ingest(monkeypatch) -> None:
+    monkeypatch.setattr(ingest_module, "REMOTE_READ_TIMEOUT", 0.2)
+    pipeline = Pipeline()
+    ingest = Ingest(pipeline)  # type: ignore[arg-type]
+    pipeline.ingest_batches = {1: deque(range(10 * REMOTE_PACE_AHEAD))}
+    pipeline.commits = "slow"   # type: ignore[assignment]
+    assert 0.15 < await _timed(ingest) < 1.0
+    assert await _timed(ingest) < 0.05       # and not read again at once: a slow broker costs one wait
+    assert pipeline.reads == 1

@@ -49,6 +49,8 @@ PACE_AHEAD = BATCH_MAX // 4   # sent messages an account partition of this worke
 PACE_WAIT_MAX = 2.0           # seconds the ingest waits for one at most (it may wait on a gap)
 REMOTE_PACE_AHEAD = 8         # of the ingest's account batches, another worker's partition may have not committed
 REMOTE_READ_EVERY = 0.1       # seconds between reads of the group's commits while pacing
+REMOTE_READ_TIMEOUT = 1.0     # seconds a read of them may take before the ingest goes on without it
+REMOTE_READ_BACKOFF = 5.0     # seconds without reading them after a read failed
 
 
 class Ingest:
@@ -81,6 +83,7 @@ class Ingest:
         self._halted = False                      # a flush did not finish: nothing more goes out
         self._sent_through: dict[str, int] = {}   # per account partition: the last number sent (see _pace)
         self._commits_read_at = 0.0               # when the group's commits were last read (see _pace)
+        self._commits_unread = False              # the last read failed: not waited for until one succeeds
         self._cpu = metrics.StepCpu("merge")
 
     # ---- the agent ---------------------------------------------------------------------------
@@ -409,15 +412,20 @@ class Ingest:
         if time.monotonic() - self._commits_read_at >= REMOTE_READ_EVERY:
             self._commits_read_at = time.monotonic()
             try:
-                read = await self.pipeline.committed.of_group(TP(self.topics.account_events, p) for p in remote)
-            except Exception as exc:  # a group between generations: do not hold the ingest for it
+                read = await asyncio.wait_for(
+                    self.pipeline.committed.of_group(TP(self.topics.account_events, p) for p in remote),
+                    REMOTE_READ_TIMEOUT)
+            except Exception as exc:  # a group between generations, a slow broker: do not hold the ingest
                 log.debug("ingest pace: the group's commits are not readable now: %r", exc)
+                self._commits_read_at = time.monotonic() + REMOTE_READ_BACKOFF
+                self._commits_unread = True
                 return False
+            self._commits_unread = False
             for tp, committed in read.items():
                 offsets = sent[tp.partition]
                 while offsets and offsets[0] < committed:
                     offsets.popleft()
-        return any(len(sent[p]) > REMOTE_PACE_AHEAD for p in remote)
+        return not self._commits_unread and any(len(sent[p]) > REMOTE_PACE_AHEAD for p in remote)
 
     # ---- the pure step (``pipeline.ingest``), with its metrics and dead letters -------------
     def _resolve(self, sourced: Sourced, topic: str, sent: Counters) -> None:
