@@ -36,7 +36,7 @@ class Pipeline:
         self.sends = SimpleNamespace(flush=self._flush)
         self.committed = SimpleNamespace(get=self._committed)
 
-    async def route(self, messages: list[tuple[str, bytes]]) -> None:
+    async def route(self, messages: list[tuple[str, bytes]], *, from_ingest: bool = False) -> None:
         if not self.routed:
             self.routed.append([])
             raise asyncio.CancelledError   # a SIGTERM while the first send waits for metadata
