@@ -13,6 +13,8 @@ import orjson
 from faust.serializers import codecs
 from pydantic import BaseModel
 
+from schemas.base import dumps
+
 
 class PydanticCodec(codecs.Codec):
     """JSON bytes ⇄ one pydantic model (validated on the way in)."""
@@ -23,7 +25,7 @@ class PydanticCodec(codecs.Codec):
 
     def _dumps(self, obj: Any) -> bytes:
         if isinstance(obj, BaseModel):
-            return obj.__pydantic_serializer__.to_json(obj)
+            return dumps(obj)
         return orjson.dumps(obj)
 
     def _loads(self, s: bytes) -> Any:
@@ -43,7 +45,7 @@ class OrjsonCodec(codecs.Codec):
 
 def _json_form(obj: Any) -> Any:
     if isinstance(obj, BaseModel):  # its JSON, written by pydantic and embedded as it is
-        return orjson.Fragment(obj.__pydantic_serializer__.to_json(obj))
+        return orjson.Fragment(dumps(obj))
     raise TypeError(f"{type(obj).__name__} is not JSON serializable")
 
 

@@ -43,6 +43,7 @@ from pipeline.gc_policy import relaxed_gc
 from pipeline.ingest import DEFAULT_FUTURE_SKEW, INGEST_ORIGIN, Sourced, parse_message, resolve_event, unresolvable_letter
 from pipeline.journey import IdentityConfig, JourneyDefinition
 from schemas.accounts import AccountMessage, partition_of
+from schemas.base import dumps
 from schemas.events import DeadLetter, LifecycleEvent
 from schemas.handoffs import Handoff
 from schemas.identity import AccountMerged
@@ -82,7 +83,7 @@ class JsonTable(MutableMapping[str, M], Generic[M]):
         return self._model.model_validate_json(self._data[key])
 
     def __setitem__(self, key: str, value: M) -> None:
-        self._data[key] = value.__pydantic_serializer__.to_json(value)
+        self._data[key] = dumps(value)
 
     def __delitem__(self, key: str) -> None:
         del self._data[key]

@@ -26,20 +26,16 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel
-
 from pipeline.compat import hand_over
+from schemas.base import dumps
+
+__all__ = ["Sends", "dumps"]
 
 
 log = logging.getLogger(__name__)
 
 Headers = list[tuple[str, bytes]]
 _Changelog = tuple[str, int, bytes | None, bytes | None, Headers, Callable[[Any], None] | None]
-
-
-def dumps(value: BaseModel) -> bytes:
-    """A record's JSON, as ``codecs.PydanticCodec`` writes it."""
-    return value.__pydantic_serializer__.to_json(value)
 
 
 class Sends:

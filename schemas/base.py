@@ -27,6 +27,12 @@ def _require_utc(value: datetime) -> datetime:
 UtcDatetime = Annotated[datetime, AfterValidator(_require_utc)]
 
 
+def dumps(record: BaseModel) -> bytes:
+    """A record's JSON bytes, by pydantic's own serializer: how every topic value and table
+    value is written (``pipeline.codecs``, ``pipeline.sends``)."""
+    return record.__pydantic_serializer__.to_json(record)
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
