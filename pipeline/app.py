@@ -3,7 +3,8 @@
 Topology (every arrow a Kafka topic; names in the deployment's namespace)::
 
     lifecycle.raw.{crm,billing,product,support}   RawRecord batches (native payloads), N partitions each
-        └─ parse (agents/parse.py, on every worker): vendor parsers → canonical events
+        └─ parse (agents/parse.py, on every worker; the parsing in its parse process, parse_pool.py):
+             │      vendor parsers → canonical events
              │      ─→ lifecycle.parsed.<source>.<partition>   ParsedBatch, one 1-partition topic per raw partition
              │      (bad input → lifecycle.dead-letter)
         └─ ingest (agents/ingest.py, one worker: every 1-partition topic lands on one):
@@ -191,6 +192,7 @@ class LifecyclePipeline:
         app.timer(RELEASE_INTERVAL)(self.timers.release)
         app.timer(settings.timer_interval)(self.timers.clock)
         app.stop_hooks.append(self.commit_before_stop)
+        app.stop_hooks.append(self._stop_processes)
 
     def _build_sink(self, settings: Settings) -> None:
         from pipeline.agents.sink import ReadModelSink, sink_topics
@@ -206,6 +208,16 @@ class LifecyclePipeline:
             from pipeline.readmodel.http import add_routes
 
             add_routes(web_app, lambda: self.sink.engine, journey=self.journey)
+
+    def start_processes(self) -> None:
+        """A stream worker's child process (``pipeline.parse_pool``), started before the app so
+        it is up by the time the worker's partitions are; an app that never calls this parses
+        on its event loop."""
+        if self.settings.role != "sink":
+            self.parse.pool.start()
+
+    async def _stop_processes(self) -> None:
+        self.parse.pool.close()
 
     async def commit_before_stop(self) -> None:
         """A graceful stop (SIGTERM: a rolling deploy) commits what is finished first, so the

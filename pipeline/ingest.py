@@ -9,6 +9,7 @@ recorded history goes down exactly the worker's path.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, NamedTuple
@@ -21,6 +22,7 @@ from connectors.registry import is_test_mode, parse_raw
 from pipeline.core.identity import IdentityResolver, UnresolvableEvent, UsableIdentifiers
 from pipeline.core.numbering import origin
 from schemas.accounts import AccountMessage
+from schemas.base import dumps
 from schemas.events import DeadLetter, LifecycleEvent, RawRecord, SourceKind
 from schemas.identity import AccountMerged, IdentityDecision
 from schemas.parsed import ParsedBatch, ParsedRecord
@@ -178,6 +180,39 @@ def to_parsed(parsed: ParsedMessage, offset: int, highwater: int, after: int | N
     return ParsedBatch(offset=offset, after=after, position=offset + 1, highwater=highwater, records=len(parsed.records),
                        parsed=[ParsedRecord(index=i, original=original(events), events=[s.event for s in events])
                                for i, events in enumerate(parsed.events) if events])
+
+
+@dataclass(frozen=True)
+class ParsedWire:
+    """One raw message parsed, as the parse agent hands it on: its parsed message's bytes
+    (``schemas.parsed.ParsedBatch``), the dead letters to send, and the counts for the metrics.
+    Plain and picklable, so the parse can run in another process (``pipeline.parse_pool``);
+    ``cpu``: the CPU seconds the parse took there."""
+
+    value: bytes
+    position: int
+    highwater: int
+    dead_letters: list[DeadLetter]
+    ingested: dict[tuple[str, str], int]   # (source, outcome) → records
+    ignored: dict[tuple[str, str], int]    # (vendor, type) → records with no lifecycle meaning
+    kinds: dict[str, int]                  # canonical event kind → events
+    cpu: float = 0.0
+
+
+def parse_to_wire(value: bytes, topic: str, partition: int, offset: int, highwater: int, after: int | None, *,
+                  now: datetime, accept_test_mode: bool, future_skew: timedelta,
+                  usable: UsableIdentifiers) -> ParsedWire:
+    """The parse agent's whole step for the raw message at ``topic/partition/offset``:
+    ``parse_message`` then ``to_parsed``, encoded."""
+    parsed = parse_message(value, topic, f"{topic}/{partition}/{offset}", now=now,
+                           accept_test_mode=accept_test_mode, future_skew=future_skew)
+    batch = to_parsed(parsed, offset, highwater, after=after, usable=usable)
+    return ParsedWire(
+        value=dumps(batch), position=batch.position, highwater=batch.highwater,
+        dead_letters=[r.dead_letter for r in parsed.records if r.dead_letter is not None],
+        ingested=dict(Counter((r.source, r.outcome) for r in parsed.records)),
+        ignored=dict(Counter(r.ignored for r in parsed.records if r.ignored is not None)),
+        kinds=dict(Counter(s.event.kind for events in parsed.events for s in events)))
 
 
 @dataclass(frozen=True, slots=True)

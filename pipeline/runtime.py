@@ -67,6 +67,7 @@ def run_worker(settings: Settings) -> None:
 
     pipeline = LifecyclePipeline(settings)
     create_topics(settings)
+    pipeline.start_processes()
     worker = make_worker(pipeline.app, settings.log_level)
     gc_policy.for_worker()
     worker.execute_from_commandline()

@@ -114,6 +114,9 @@ class Settings(BaseSettings):
     # future date would otherwise move its partition's SLA clock ahead of the wall clock.
     future_skew_seconds: float = Field(3600.0, ge=0)
     timer_interval: float = Field(1.0, gt=0)
+    parse_processes: int = Field(1, ge=0, description=(
+        "Child processes of a stream worker that parse its raw messages (pipeline.parse_pool), so the "
+        "parse runs on other cores than the merge and the accounts; 0 parses on the worker's event loop."))
     # The wall clock, pinned: when set (ISO 8601), the worker reads this instant instead of the
     # real time. For replays and the consistency verifier, where "now" must be an input too.
     frozen_now: str | None = Field(None, description="Pin the wall clock to this ISO 8601 instant.")

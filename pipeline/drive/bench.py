@@ -178,9 +178,28 @@ def preload(bootstrap: str, messages: Sequence[Message]) -> float:
 # ---- measuring a process from outside -------------------------------------------------------
 
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """utime + stime so far of a process and its living children (a stream worker's parse
+    process, ``pipeline.parse_pool``), and of the children it has reaped (Linux /proc)."""
+    return sum(_own_cpu(p) for p in (pid, *children(pid)))
+
+
+def _own_cpu(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:   # it exited meanwhile
+        return 0.0
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    """A process's living children."""
+    out = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            out += [int(c) for c in task.read_text().split()]
+        except OSError:
+            continue
+    return out
 
 
 def broker_pid(bootstrap: str) -> int | None:
@@ -198,7 +217,16 @@ def broker_pid(bootstrap: str) -> int | None:
 
 
 def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+    """The peak RSS of a process plus its living children's (each its own peak)."""
+    return sum(_own_peak_rss_mib(p) for p in (pid, *children(pid)))
+
+
+def _own_peak_rss_mib(pid: int) -> float:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    for line in status.splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return 0.0

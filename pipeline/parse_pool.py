@@ -1,0 +1,132 @@
+"""Parsing in a child process, so a worker's parse and its accounts run on two cores.
+
+A stream worker's event loop runs every agent on one thread, and one thread is one core.
+Parsing (``pipeline.ingest.parse_to_wire``: a raw message's records → their canonical events,
+encoded) is stateless and takes about a third of that thread in ``lifecycle bench``. Here it
+runs in one child process while the loop goes on with the merge and the accounts: the
+parse agent awaits each message's result in turn, so parsed messages leave in raw-offset
+order exactly as before, and the output does not depend on where the parse ran.
+
+``LIFECYCLE_PARSE_PROCESS=0`` parses on the event loop instead, with the same function. The
+child is started with ``spawn`` (the worker has threads, so it must not fork), warmed up
+while the worker recovers its tables, and dies with its parent (``PR_SET_PDEATHSIG``). A
+child that dies is replaced; the message it had is parsed on the loop, so nothing is lost or
+reordered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from pipeline import gc_policy
+from pipeline.broker import die_with_parent
+from pipeline.core.identity import UsableIdentifiers
+from pipeline.ingest import ParsedWire, parse_to_wire
+from pipeline.journey import IdentityConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ParseOptions:
+    """What parsing depends on besides the message (the same in the worker and its child)."""
+
+    identity: IdentityConfig
+    accept_test_mode: bool
+    future_skew: timedelta
+
+
+@dataclass(frozen=True)
+class RawMessage:
+    """A raw message and where it was read: all a parse needs, picklable."""
+
+    value: bytes
+    topic: str
+    partition: int
+    offset: int
+    highwater: int
+    after: int | None
+    now: datetime
+
+
+class _Parser:
+    """``parse_to_wire`` under fixed options, with the CPU it took."""
+
+    def __init__(self, options: ParseOptions) -> None:
+        self.options = options
+        self.usable = UsableIdentifiers(options.identity)
+
+    def __call__(self, m: RawMessage) -> ParsedWire:
+        started = time.thread_time()
+        o = self.options
+        wire = parse_to_wire(m.value, m.topic, m.partition, m.offset, m.highwater, m.after, now=m.now,
+                             accept_test_mode=o.accept_test_mode, future_skew=o.future_skew, usable=self.usable)
+        return replace(wire, cpu=time.thread_time() - started)
+
+
+_child: _Parser | None = None   # the parser of a child process (set by _start_child)
+
+
+def _start_child(options: ParseOptions) -> None:
+    global _child
+    die_with_parent()
+    _child = _Parser(options)
+    gc.collect()
+    gc.freeze()                                  # what the imports made is never scanned again
+    gc.set_threshold(*gc_policy.THRESHOLDS)      # and what a parse makes is mostly freed by refcount
+
+
+def _parse_in_child(message: RawMessage) -> ParsedWire:
+    assert _child is not None, "the pool's initializer did not run"
+    return _child(message)
+
+
+def _ready() -> bool:
+    return _child is not None
+
+
+class ParsePool:
+    """One child process that parses raw messages, or none (``processes=0``: on the loop)."""
+
+    def __init__(self, options: ParseOptions, processes: int = 1) -> None:
+        self.inline = _Parser(options)
+        self.processes = processes
+        self._executor: ProcessPoolExecutor | None = None
+        self._closed = False
+
+    def start(self) -> None:
+        """Start the child and warm it up (imports, the parsers) without waiting for it."""
+        if self.processes and self._executor is None and not self._closed:
+            self._executor = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
+                                                 initializer=_start_child, initargs=(self.inline.options,))
+            self._executor.submit(_ready)   # the pool starts its process at the first submit
+
+    async def parse(self, message: RawMessage) -> ParsedWire:
+        if self._executor is None:
+            return self.inline(message)
+        try:
+            return await asyncio.wrap_future(self._executor.submit(_parse_in_child, message))
+        except BrokenProcessPool:
+            log.error("the parse process died; parsing %s/%s/%s on the event loop and starting another",
+                      message.topic, message.partition, message.offset)
+            self._shutdown()
+            self.start()
+            return self.inline(message)
+
+    def close(self) -> None:
+        """Stop the child for good (the worker is stopping); a parse after this runs on the loop."""
+        self._closed = True
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
