@@ -17,36 +17,22 @@ from faust.types import TP
 from pipeline.agents.ingest import Ingest
 from pipeline.sends import dumps
 from schemas.parsed import ParsedBatch
-from schemas.topics import Topics
+from tests.fakes import IngestPipeline
 
 PARSED = "lifecycle.parsed.crm.0"
 
 
-class Pipeline:
-    """What the ingest step uses of ``LifecyclePipeline``; ``route`` is cancelled on its first call."""
+class Pipeline(IngestPipeline):
+    """``route`` is cancelled on its first call."""
 
     def __init__(self) -> None:
-        self.app = SimpleNamespace(flow_control=SimpleNamespace(is_active=lambda: True))
-        self.settings = SimpleNamespace(app_id="lifecycle-test")
-        self.topics = Topics()
-        self.parsed_topics = {PARSED: ("lifecycle.raw.crm", 0)}
-        self.identity_writes: list[Any] = []
-        self.ingest_state: dict[str, Any] = {}
-        self.routed: list[list[tuple[str, bytes]]] = []
-        self.sends = SimpleNamespace(flush=self._flush)
-        self.committed = SimpleNamespace(get=self._committed)
+        super().__init__({PARSED: ("lifecycle.raw.crm", 0)})
 
     async def route(self, messages: list[tuple[str, bytes]], *, from_ingest: bool = False) -> None:
         if not self.routed:
             self.routed.append([])
             raise asyncio.CancelledError   # a SIGTERM while the first send waits for metadata
-        self.routed.append(messages)
-
-    async def _flush(self) -> None:
-        return None
-
-    async def _committed(self, tps: Any) -> dict[TP, int]:
-        return {tp: 0 for tp in tps}
+        await super().route(messages, from_ingest=from_ingest)
 
 
 async def test_after_an_unfinished_send_nothing_more_goes_out_until_the_next_assignment() -> None:

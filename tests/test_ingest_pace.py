@@ -16,41 +16,30 @@ from faust.types import TP
 
 from pipeline.agents.ingest import PACE_AHEAD, REMOTE_PACE_AHEAD, Ingest
 from pipeline.ingest import INGEST_ORIGIN
-from schemas.topics import Topics
+from tests.fakes import IngestPipeline
 
 
-class Pipeline:
-    """What the ingest step uses of ``LifecyclePipeline``, with one local account partition (0)."""
+class Pipeline(IngestPipeline):
+    """With one local account partition (0), and another worker's commits in ``commits``."""
 
     def __init__(self) -> None:
-        self.app = SimpleNamespace(should_stop=False)
-        self.settings = SimpleNamespace(app_id="lifecycle-test")
-        self.topics = Topics()
-        self.parsed_topics: dict[str, tuple[str, int]] = {}
-        self.identity_writes: list[Any] = []
-        self.ingest_state: dict[str, Any] = {}
-        self.sends = SimpleNamespace(flush=self._flush)
+        super().__init__()
         self.applied = {INGEST_ORIGIN: 0}
         self.accounts_agent = SimpleNamespace(partitions={0: SimpleNamespace(progress=SimpleNamespace(
             last_seq=self.applied))}, owns=lambda partition: partition == 0)
-        self.ingest_batches: dict[int, deque[int]] = {}   # offsets of the ingest's batches per account partition
         self.commits: dict[int, int] = {}          # the group's commits there (another worker's)
-        self.committed = SimpleNamespace(of_group=self._of_group, get=lambda tps: asyncio.sleep(0, {}))
         self.reads = 0
 
-    async def _of_group(self, tps: Any) -> dict[TP, int]:
+    async def committed_at(self, tps: Any) -> dict[TP, int]:
+        return {}
+
+    async def of_group(self, tps: Any) -> dict[TP, int]:
         self.reads += 1
         if self.commits is None:
             raise ConnectionError("the group is rebalancing")
         if self.commits == "slow":
             await asyncio.sleep(60)
         return {tp: self.commits.get(tp.partition, 0) for tp in tps}
-
-    async def route(self, messages: list[tuple[str, bytes]], *, from_ingest: bool = False) -> None:
-        return None
-
-    async def _flush(self) -> None:
-        return None
 
 
 async def _sent(ingest: Ingest, pipeline: Pipeline, numbers: dict[str, int]) -> None:
