@@ -57,12 +57,12 @@ from pipeline.core.identity import IdentityResolver
 from pipeline.core.state import AccountState
 from pipeline.journey import JourneyDefinition, load_journey
 from pipeline.kafka_clients import faust_credentials
-from pipeline.sends import Sends, dumps
+from pipeline.sends import Sends
 from pipeline.settings import Settings
 from pipeline.tables import CommittedOffsets, checkpointed_table
 from pipeline.write_back import WriteBack
 from schemas.accounts import AccountBatch, partition_of
-from schemas.base import utcnow
+from schemas.base import dumps, utcnow
 from schemas.events import DeadLetter, LifecycleEvent
 from schemas.handoffs import Handoff
 from schemas.sla import SlaBreach

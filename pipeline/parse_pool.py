@@ -3,16 +3,15 @@
 A stream worker's event loop runs every agent on one thread, and one thread is one core.
 Parsing (``pipeline.ingest.parse_to_wire``: a raw message's records → their canonical events,
 encoded) is stateless and takes about a third of that thread in ``lifecycle bench``. Here it
-runs in one child process while the loop goes on with the merge and the accounts: the
-parse agent awaits each message's result in turn, so parsed messages leave in raw-offset
-order exactly as before, and the output does not depend on where the parse ran.
+runs in a child process while the loop goes on with the merge and the accounts. The parse
+agent keeps a few messages in flight and sends their results in raw-offset order, so the
+output does not depend on where the parse ran.
 
-``LIFECYCLE_PARSE_PROCESS=0`` parses on the event loop instead, with the same function. The
+``LIFECYCLE_PARSE_PROCESSES=0`` parses on the event loop instead, with the same function. The
 child is started with ``spawn`` (the worker has threads, so it must not fork), warmed up
 while the worker recovers its tables, and dies with its parent (``PR_SET_PDEATHSIG``). A
-child that dies is replaced; the message it had is parsed on the loop, so nothing is lost or
-reordered.
-"""
+child that dies is replaced once, however many parses were in flight; each of those is parsed
+on the loop, so nothing is lost or reordered."""
 
 from __future__ import annotations
 
@@ -101,6 +100,7 @@ class ParsePool:
         self.processes = processes
         self._executor: ProcessPoolExecutor | None = None
         self._closed = False
+        self.replaced = 0   # children replaced after dying
 
     def start(self) -> None:
         """Start the child and warm it up (imports, the parsers) without waiting for it."""
@@ -110,15 +110,18 @@ class ParsePool:
             self._executor.submit(_ready)   # the pool starts its process at the first submit
 
     async def parse(self, message: RawMessage) -> ParsedWire:
-        if self._executor is None:
+        executor = self._executor
+        if executor is None:
             return self.inline(message)
         try:
-            return await asyncio.wrap_future(self._executor.submit(_parse_in_child, message))
+            return await asyncio.wrap_future(executor.submit(_parse_in_child, message))
         except BrokenProcessPool:
-            log.error("the parse process died; parsing %s/%s/%s on the event loop and starting another",
+            log.error("the parse process died; parsing %s/%s/%s on the event loop",
                       message.topic, message.partition, message.offset)
-            self._shutdown()
-            self.start()
+            if executor is self._executor:   # the first parse to see it replaces the child, the others don't
+                self._shutdown()
+                self.start()
+                self.replaced += 1
             return self.inline(message)
 
     def close(self) -> None:

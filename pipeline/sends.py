@@ -27,9 +27,6 @@ from collections.abc import Callable
 from typing import Any
 
 from pipeline.compat import hand_over
-from schemas.base import dumps
-
-__all__ = ["Sends", "dumps"]
 
 
 log = logging.getLogger(__name__)

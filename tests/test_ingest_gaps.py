@@ -15,7 +15,7 @@ import pytest
 from faust.types import TP
 
 from pipeline.agents.ingest import Ingest
-from pipeline.sends import dumps
+from schemas.base import dumps
 from schemas.parsed import ParsedBatch
 from tests.fakes import IngestPipeline
 

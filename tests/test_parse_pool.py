@@ -105,3 +105,31 @@ def test_a_dead_child_is_replaced_and_its_message_parsed_on_the_loop(options: Pa
     finally:
         pool.close()
     assert asyncio.run(pool.parse(messages[0])).value == first.value   # closed: on the loop, never restarted
+
+
+def test_parses_in_flight_when_the_child_dies_are_all_kept_and_the_child_replaced_once(
+        options: ParseOptions, messages: list[RawMessage]) -> None:
+    """The parse agent keeps several messages in flight: each one the dead child had is parsed
+    on the loop, and only the first parse to find it dead starts a new child (a later one must
+    not shut down the new child, and with it the parses already submitted to it)."""
+    inline = ParsePool(options, processes=0)
+    pool = ParsePool(options, processes=1)
+    before = set(children(os.getpid()))
+    pool.start()
+
+    async def burst() -> list[bytes]:
+        await pool.parse(messages[0])   # the child is up
+        [child] = _parse_processes(before)
+        parses = [asyncio.ensure_future(pool.parse(m)) for m in messages]
+        await asyncio.sleep(0)          # every parse submitted to the child
+        os.kill(child, signal.SIGKILL)
+        return [w.value for w in await asyncio.gather(*parses)]
+
+    try:
+        values = asyncio.run(burst())
+        assert values == [asyncio.run(inline.parse(m)).value for m in messages]
+        assert pool.replaced == 1
+        assert asyncio.run(pool.parse(messages[1])).value == values[1]   # in the new child
+        assert pool._executor is not None and len(_parse_processes(before)) >= 1
+    finally:
+        pool.close()

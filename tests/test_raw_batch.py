@@ -83,7 +83,7 @@ def test_the_parse_stage_hands_the_merge_exactly_what_parsing_in_place_gives():
     the accepted records' events in event time, each with its record's bytes and origin as
     ``parse_message`` named them, and each event's account message the same JSON as the model's."""
     from pipeline.ingest import Arrived, parse_message, to_parsed
-    from pipeline.sends import dumps
+    from schemas.base import dumps
     from schemas import topics as T
     from schemas.accounts import AccountMessage
     from schemas.events import LifecycleEvent
@@ -127,7 +127,7 @@ def test_a_records_bytes_travel_to_the_merge_only_where_identity_resolution_will
     from pipeline.core.identity import IdentityResolver, UnresolvableEvent, UsableIdentifiers
     from pipeline.core.journey import IdentityConfig
     from pipeline.ingest import Arrived, Parsed, ParsedMessage, Sourced, resolve_event, to_parsed, unresolvable_letter
-    from pipeline.sends import dumps
+    from schemas.base import dumps
     from schemas.events import LifecycleEvent
 
     at = datetime(2026, 3, 2, tzinfo=timezone.utc)

@@ -18,8 +18,8 @@ from faust.types import TP
 from pipeline import metrics
 from pipeline.compat import acknowledge, stale
 from pipeline.core.partition import Emitted, PartitionLogic
-from pipeline.sends import dumps
 from schemas.accounts import AccountBatch, AccountMessage
+from schemas.base import dumps
 from schemas.cloudevents import ce_headers, source_for
 from schemas.sla import SlaBreachStatus
 

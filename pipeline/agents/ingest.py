@@ -34,10 +34,9 @@ from pipeline.core.merge import Item, SourceMerge
 from pipeline.core.numbering import Counters
 from pipeline.ingest import INGEST_ORIGIN, Arrived, MergeEvent, Sourced, resolve_event, unresolvable_letter
 from pipeline.tables import source_position
-from pipeline.sends import dumps
+from schemas.base import Record, dumps
 from schemas.cloudevents import ce_headers, source_for
 from schemas.events import DeadLetter
-from schemas.base import Record
 
 if TYPE_CHECKING:
     from pipeline.app import LifecyclePipeline

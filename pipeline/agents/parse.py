@@ -41,7 +41,7 @@ from pipeline import metrics
 from pipeline.compat import acknowledge, stale
 from pipeline.ingest import ParsedWire
 from pipeline.parse_pool import ParseOptions, ParsePool, RawMessage
-from pipeline.sends import dumps
+from schemas.base import dumps
 from schemas.parsed import ParsedBatch
 
 if TYPE_CHECKING:
