@@ -79,9 +79,13 @@ CONNECTOR_LAST_SUCCESS = Gauge(
 CONNECTOR_UP = Gauge(
     "lifecycle_connector_up", "1 while a connector is running and healthy", ["vendor", "transport"], registry=REGISTRY)
 STEP_CPU = Counter(
-    "lifecycle_step_cpu_seconds", "CPU seconds of the event loop's thread in the worker's own steps: parse, merge "
-    "(the event-time merge, identity, numbering) and accounts (engine, SLA, handoffs, merges); the rest of the "
-    "process's CPU is Kafka, Faust, asyncio and serialization", ["step"], registry=REGISTRY)
+    "lifecycle_step_cpu_seconds", "CPU seconds of the worker's own steps: parse (in its parse process, where it has "
+    "one), merge (the event-time merge, identity, numbering) and accounts (engine, SLA, handoffs, merges), on the "
+    "event loop's thread; the rest of the process's CPU is Kafka, Faust, asyncio and serialization",
+    ["step"], registry=REGISTRY)
+PARSE_PROCESS_RESTARTS = Counter(
+    "lifecycle_parse_process_restarts", "Parse processes that died and were replaced (each message the dead one had "
+    "was parsed on the event loop: nothing lost, the worker slower meanwhile)", registry=REGISTRY)
 WORKER_READY = Gauge(
     "lifecycle_worker_ready", "1 once table recovery finished and the worker processes events", registry=REGISTRY)
 

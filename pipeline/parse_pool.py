@@ -25,7 +25,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from pipeline import gc_policy
+from pipeline import gc_policy, metrics
 from pipeline.broker import die_with_parent
 from pipeline.core.identity import UsableIdentifiers
 from pipeline.ingest import ParsedWire, parse_to_wire
@@ -100,7 +100,6 @@ class ParsePool:
         self.processes = processes
         self._executor: ProcessPoolExecutor | None = None
         self._closed = False
-        self.replaced = 0   # children replaced after dying
 
     def start(self) -> None:
         """Start the child and warm it up (imports, the parsers) without waiting for it."""
@@ -121,7 +120,7 @@ class ParsePool:
             if executor is self._executor:   # the first parse to see it replaces the child, the others don't
                 self._shutdown()
                 self.start()
-                self.replaced += 1
+                metrics.PARSE_PROCESS_RESTARTS.inc()
             return self.inline(message)
 
     def close(self) -> None:

@@ -16,6 +16,7 @@ import pytest
 from pipeline.drive.bench import children, cpu_seconds, encode
 from pipeline.ingest import parse_message, parse_to_wire, to_parsed
 from pipeline.journey import load_journey
+from pipeline.metrics import REGISTRY
 from pipeline.parse_pool import ParseOptions, ParsePool, RawMessage
 from pipeline.sample import SampleConfig, generate
 from pipeline.settings import Settings
@@ -125,10 +126,11 @@ def test_parses_in_flight_when_the_child_dies_are_all_kept_and_the_child_replace
         os.kill(child, signal.SIGKILL)
         return [w.value for w in await asyncio.gather(*parses)]
 
+    restarts = REGISTRY.get_sample_value("lifecycle_parse_process_restarts_total") or 0.0
     try:
         values = asyncio.run(burst())
         assert values == [asyncio.run(inline.parse(m)).value for m in messages]
-        assert pool.replaced == 1
+        assert REGISTRY.get_sample_value("lifecycle_parse_process_restarts_total") == restarts + 1
         assert asyncio.run(pool.parse(messages[1])).value == values[1]   # in the new child
         assert pool._executor is not None and len(_parse_processes(before)) >= 1
     finally:
