@@ -11,7 +11,8 @@ output does not depend on where the parse ran.
 child is started with ``spawn`` (the worker has threads, so it must not fork), warmed up
 while the worker recovers its tables, and dies with its parent (``PR_SET_PDEATHSIG``). A
 child that dies is replaced once, however many parses were in flight; each of those is parsed
-on the loop, so nothing is lost or reordered."""
+on the loop, so nothing is lost or reordered. A child that dies before its first parse is not
+replaced: the worker parses on its loop from then on."""
 
 from __future__ import annotations
 
@@ -100,10 +101,12 @@ class ParsePool:
         self.processes = processes
         self._executor: ProcessPoolExecutor | None = None
         self._closed = False
+        self._served = False   # the current child has returned a parse
 
     def start(self) -> None:
         """Start the child and warm it up (imports, the parsers) without waiting for it."""
         if self.processes and self._executor is None and not self._closed:
+            self._served = False
             self._executor = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
                                                  initializer=_start_child, initargs=(self.inline.options,))
             self._executor.submit(_ready)   # the pool starts its process at the first submit
@@ -113,15 +116,28 @@ class ParsePool:
         if executor is None:
             return self.inline(message)
         try:
-            return await asyncio.wrap_future(executor.submit(_parse_in_child, message))
+            wire = await asyncio.wrap_future(executor.submit(_parse_in_child, message))
         except BrokenProcessPool:
             log.error("the parse process died; parsing %s/%s/%s on the event loop",
                       message.topic, message.partition, message.offset)
             if executor is self._executor:   # the first parse to see it replaces the child, the others don't
-                self._shutdown()
-                self.start()
-                metrics.PARSE_PROCESS_RESTARTS.inc()
+                self._replace()
             return self.inline(message)
+        if executor is self._executor:
+            self._served = True
+        return wire
+
+    def _replace(self) -> None:
+        """A child that parsed is replaced; one that died before its first parse (it cannot
+        start here, or is killed at once) is not, so a broken environment never becomes a
+        spawn per message: the worker parses on its loop from then on."""
+        if not self._served:
+            log.error("the parse process died before its first parse; parsing on the event loop from now on")
+            self.close()
+            return
+        self._shutdown()
+        self.start()
+        metrics.PARSE_PROCESS_RESTARTS.inc()
 
     def close(self) -> None:
         """Stop the child for good (the worker is stopping); a parse after this runs on the loop."""

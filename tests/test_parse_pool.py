@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -133,5 +134,30 @@ def test_parses_in_flight_when_the_child_dies_are_all_kept_and_the_child_replace
         assert REGISTRY.get_sample_value("lifecycle_parse_process_restarts_total") == restarts + 1
         assert asyncio.run(pool.parse(messages[1])).value == values[1]   # in the new child
         assert pool._executor is not None and len(_parse_processes(before)) >= 1
+    finally:
+        pool.close()
+
+
+def test_a_child_that_dies_before_its_first_parse_is_not_replaced(options: ParseOptions,
+                                                                   messages: list[RawMessage]) -> None:
+    """A child that cannot start (or dies at once) would otherwise be spawned again for every
+    message: the pool parses on the loop from then on, and says so once."""
+    pool = ParsePool(options, processes=1)
+    before = set(children(os.getpid()))
+    restarts = REGISTRY.get_sample_value("lifecycle_parse_process_restarts_total") or 0.0
+    pool.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not _parse_processes(before) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        [child] = _parse_processes(before)
+        os.kill(child, signal.SIGKILL)
+        inline = ParsePool(options, processes=0)
+        for m in messages[:3]:
+            assert asyncio.run(pool.parse(m)).value == asyncio.run(inline.parse(m)).value
+        assert pool._executor is None
+        assert REGISTRY.get_sample_value("lifecycle_parse_process_restarts_total") == restarts
+        time.sleep(0.5)
+        assert not _parse_processes(before) - {child}   # no new child was started
     finally:
         pool.close()
