@@ -55,6 +55,11 @@ def _parse_processes(before: set[int]) -> set[int]:
     return out
 
 
+def _restarts() -> float:
+    """Parse processes replaced so far in this test process (``lifecycle_parse_process_restarts_total``)."""
+    return REGISTRY.get_sample_value("lifecycle_parse_process_restarts_total") or 0.0
+
+
 def test_the_wire_form_is_the_parsed_message_and_its_dead_letters(options: ParseOptions,
                                                                  messages: list[RawMessage]) -> None:
     usable = UsableIdentifiers(options.identity)
@@ -127,11 +132,11 @@ def test_parses_in_flight_when_the_child_dies_are_all_kept_and_the_child_replace
         os.kill(child, signal.SIGKILL)
         return [w.value for w in await asyncio.gather(*parses)]
 
-    restarts = REGISTRY.get_sample_value("lifecycle_parse_process_restarts_total") or 0.0
+    restarts = _restarts()
     try:
         values = asyncio.run(burst())
         assert values == [asyncio.run(inline.parse(m)).value for m in messages]
-        assert REGISTRY.get_sample_value("lifecycle_parse_process_restarts_total") == restarts + 1
+        assert _restarts() == restarts + 1
         assert asyncio.run(pool.parse(messages[1])).value == values[1]   # in the new child
         assert pool._executor is not None and len(_parse_processes(before)) >= 1
     finally:
@@ -144,7 +149,7 @@ def test_a_child_that_dies_before_its_first_parse_is_not_replaced(options: Parse
     message: the pool parses on the loop from then on, and says so once."""
     pool = ParsePool(options, processes=1)
     before = set(children(os.getpid()))
-    restarts = REGISTRY.get_sample_value("lifecycle_parse_process_restarts_total") or 0.0
+    restarts = _restarts()
     pool.start()
     try:
         deadline = time.monotonic() + 30
@@ -156,7 +161,7 @@ def test_a_child_that_dies_before_its_first_parse_is_not_replaced(options: Parse
         for m in messages[:3]:
             assert asyncio.run(pool.parse(m)).value == asyncio.run(inline.parse(m)).value
         assert pool._executor is None
-        assert REGISTRY.get_sample_value("lifecycle_parse_process_restarts_total") == restarts
+        assert _restarts() == restarts
         time.sleep(0.5)
         assert not _parse_processes(before) - {child}   # no new child was started
     finally:

@@ -19,9 +19,9 @@ from pipeline.ingest import parse_message, to_parsed
 from pipeline.journey import load_journey
 from pipeline.kafka_clients import client_kwargs
 from pipeline.runtime import create_topics
-from schemas.base import dumps
 from pipeline.settings import Settings
 from pipeline.topic_reads import table_snapshot
+from schemas.base import dumps
 from schemas.raw_batch import pack, partition_for
 from tests.integration import native as n
 
