@@ -86,6 +86,10 @@ STEP_CPU = Counter(
 PARSE_PROCESS_RESTARTS = Counter(
     "lifecycle_parse_process_restarts", "Parse processes that died and were replaced (each message the dead one had "
     "was parsed on the event loop: nothing lost, the worker slower meanwhile)", registry=REGISTRY)
+PARSE_PROCESSES = Gauge(
+    "lifecycle_parse_processes", "A stream worker's parse processes: configured (LIFECYCLE_PARSE_PROCESSES) and "
+    "running; running below configured for long means the worker parses on its event loop (slower, nothing lost)",
+    ["state"], registry=REGISTRY)
 WORKER_READY = Gauge(
     "lifecycle_worker_ready", "1 once table recovery finished and the worker processes events", registry=REGISTRY)
 

@@ -102,6 +102,7 @@ class ParsePool:
         self._executor: ProcessPoolExecutor | None = None
         self._closed = False
         self._served = False   # the current child has returned a parse
+        self._running = metrics.child(metrics.PARSE_PROCESSES, "running")
 
     def start(self) -> None:
         """Start the child and warm it up (imports, the parsers) without waiting for it."""
@@ -110,6 +111,8 @@ class ParsePool:
             self._executor = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
                                                  initializer=_start_child, initargs=(self.inline.options,))
             self._executor.submit(_ready)   # the pool starts its process at the first submit
+            metrics.child(metrics.PARSE_PROCESSES, "configured").set(self.processes)
+            self._running.set(self.processes)
 
     async def parse(self, message: RawMessage) -> ParsedWire:
         executor = self._executor
@@ -146,5 +149,6 @@ class ParsePool:
 
     def _shutdown(self) -> None:
         executor, self._executor = self._executor, None
+        self._running.set(0)
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)

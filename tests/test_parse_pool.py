@@ -55,6 +55,11 @@ def _parse_processes(before: set[int]) -> set[int]:
     return out
 
 
+def _processes(state: str) -> float | None:
+    """``lifecycle_parse_processes{state}``: configured, or running now."""
+    return REGISTRY.get_sample_value("lifecycle_parse_processes", {"state": state})
+
+
 def _restarts() -> float:
     """Parse processes replaced so far in this test process (``lifecycle_parse_process_restarts_total``)."""
     return REGISTRY.get_sample_value("lifecycle_parse_process_restarts_total") or 0.0
@@ -107,7 +112,7 @@ def test_a_dead_child_is_replaced_and_its_message_parsed_on_the_loop(options: Pa
         again = asyncio.run(pool.parse(messages[0]))   # the pool finds its process gone
         assert again.value == first.value
         after = asyncio.run(pool.parse(messages[1]))   # and parses in a new one
-        assert _parse_processes(before) - {child}
+        assert _parse_processes(before) - {child} and _processes("running") == 1
         assert after.value == asyncio.run(ParsePool(options, processes=0).parse(messages[1])).value
     finally:
         pool.close()
@@ -151,6 +156,7 @@ def test_a_child_that_dies_before_its_first_parse_is_not_replaced(options: Parse
     before = set(children(os.getpid()))
     restarts = _restarts()
     pool.start()
+    assert (_processes("configured"), _processes("running")) == (1, 1)
     try:
         deadline = time.monotonic() + 30
         while not _parse_processes(before) and time.monotonic() < deadline:
@@ -162,6 +168,7 @@ def test_a_child_that_dies_before_its_first_parse_is_not_replaced(options: Parse
             assert asyncio.run(pool.parse(m)).value == asyncio.run(inline.parse(m)).value
         assert pool._executor is None
         assert _restarts() == restarts
+        assert (_processes("configured"), _processes("running")) == (1, 0)   # the alert's condition
         time.sleep(0.5)
         assert not _parse_processes(before) - {child}   # no new child was started
     finally:
