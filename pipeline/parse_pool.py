@@ -102,6 +102,7 @@ class ParsePool:
         self._executor: ProcessPoolExecutor | None = None
         self._closed = False
         self._served = False   # the current child has returned a parse
+        self._configured = metrics.child(metrics.PARSE_PROCESSES, "configured")
         self._running = metrics.child(metrics.PARSE_PROCESSES, "running")
 
     def start(self) -> None:
@@ -111,7 +112,7 @@ class ParsePool:
             self._executor = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
                                                  initializer=_start_child, initargs=(self.inline.options,))
             self._executor.submit(_ready)   # the pool starts its process at the first submit
-            metrics.child(metrics.PARSE_PROCESSES, "configured").set(self.processes)
+            self._configured.set(self.processes)
             self._running.set(self.processes)
 
     async def parse(self, message: RawMessage) -> ParsedWire:
