@@ -105,6 +105,48 @@ def test_each_worker_of_several_shows_its_busy_share_and_its_steps():
         "busy 45% of the span, CPU 900 µs/record (parse 200 + merge 400 + accounts 100 + the rest)")
 
 
+def test_a_worker_of_several_also_shows_its_event_loops_own_share():
+    from pipeline.drive.bench import Ready, loop_share, worker_share
+
+    # the same two workers; of their CPU, 0.2 s and 0.5 s were their own processes' (the rest their parse processes')
+    rate = Rate(records=1000, seconds=2.0, cpu_seconds=1.2, cpu_by_process=(0.3, 0.9), own_by_process=(0.2, 0.5))
+    ready = Ready(2, 0.0, 0.0, {"parse": 1.0, "merge": 0.0, "accounts": 3.0})
+    done = {"parse": 1.2, "merge": 0.4, "accounts": 3.1}
+    assert worker_share(rate, 1, ready, done) == (
+        "busy 45% of the span, its event loop's process 25%, CPU 900 µs/record "
+        "(parse 200 + merge 400 + accounts 100 + the rest)")
+    one = Rate(records=1000, seconds=2.0, cpu_seconds=1.9, cpu_by_process=(1.9,), own_by_process=(1.66,))
+    assert loop_share(one) == "the worker's own process (its event loop, without its parse process): busy 83% of the span"
+
+
+def test_a_process_own_cpu_leaves_out_its_childrens_and_the_idle_share_reads_a_core():
+    import subprocess
+    import sys
+    import time
+
+    from pipeline.drive.bench import Ready, _own_cpu, children, idle_share
+
+    spin = "import time\nend = time.process_time() + 30\nwhile time.process_time() < end: pass"
+    parent = subprocess.Popen([sys.executable, "-c", f"import subprocess, sys; subprocess.run([sys.executable, '-c', {spin!r}])"])
+    try:
+        time.sleep(1.0)
+        ready = Ready.now(parent.pid)
+        assert ready.cpu > 0.3 and ready.own < 0.3        # the spinning child's CPU is not the parent's own
+        assert idle_share(parent.pid, 0.5) > 0.5          # parent and busy child: most of a core
+        assert _own_cpu(parent.pid) - ready.own < 0.1     # the parent itself only waits
+    finally:
+        for child in children(parent.pid):
+            subprocess.run(["kill", str(child)], check=False)
+        parent.kill()
+        parent.wait()
+    sleeper = subprocess.Popen(["sleep", "5"])
+    try:
+        assert idle_share(sleeper.pid, 0.5) < 0.1
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
 def test_the_embedded_broker_is_found_by_its_listener():
     from pipeline.broker import EmbeddedBroker
     from pipeline.drive.bench import broker_pid

@@ -84,6 +84,7 @@ FLOOR_APP_ID = "lifecycle-bench-floor"
 RAW_MIN_PASSES = 3
 RAW_MIN_RECORDS = 200_000
 POLL_SECONDS = 0.5
+IDLE_SECONDS = 2.0   # how long the broker's idle CPU is read, once the workers are drained
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,11 @@ class Rate:
     cpu_seconds: float
     peak_rss_mib: float | None = None
     cpu_by_process: tuple[float, ...] = ()   # several processes: each one's part of ``cpu_seconds``
+    own_by_process: tuple[float, ...] = ()   # and of that, each one's own, without its children's
+
+    def busy(self, cpu: float) -> str:
+        """``cpu`` seconds as a share of a core over the span."""
+        return f"{cpu / self.seconds:.0%}"
 
     @property
     def per_second(self) -> float:
@@ -312,10 +318,11 @@ class Ready:
     at: float
     cpu: float
     steps: dict[str, float] = field(default_factory=dict)   # a worker's step CPU counters then
+    own: float = 0.0   # of ``cpu``, the process's own, without its children's (a worker's parse process)
 
     @classmethod
     def now(cls, pid: int, steps: dict[str, float] | None = None) -> Ready:
-        return cls(pid, time.perf_counter(), cpu_seconds(pid), steps or {})
+        return cls(pid, time.perf_counter(), cpu_seconds(pid), steps or {}, _own_cpu(pid))
 
 
 STEPS = {"parse": "parse", "merge": "merge and identity", "accounts": "accounts"}   # metrics.STEP_CPU's labels
@@ -353,7 +360,24 @@ def worker_share(rate: Rate, i: int, ready: Ready, done: dict[str, float]) -> st
     cpu = rate.cpu_by_process[i]
     us = 1e6 / rate.records
     parts = " + ".join(f"{step} {seconds * us:,.0f}" for step, seconds in step_spent(ready, done).items())
-    return f"busy {cpu / rate.seconds:.0%} of the span, CPU {cpu * us:,.0f} µs/record ({parts} + the rest)"
+    loop = f", its event loop's process {rate.busy(rate.own_by_process[i])}" if rate.own_by_process else ""
+    return f"busy {rate.busy(cpu)} of the span{loop}, CPU {cpu * us:,.0f} µs/record ({parts} + the rest)"
+
+
+def loop_share(rate: Rate) -> str:
+    """One stream worker: how busy its own process was, the one thread that runs the merge, the
+    accounts and all their Kafka and Faust work (its parse process apart). Near 100%, the worker
+    is bound by that CPU; well below, by waits (a hop's fetch, the pace)."""
+    return (f"the worker's own process (its event loop, without its parse process): busy "
+            f"{rate.busy(sum(rate.own_by_process))} of the span")
+
+
+def idle_share(pid: int, seconds: float = IDLE_SECONDS) -> float:
+    """A process's CPU over ``seconds`` from now, as a share of a core: the embedded broker's,
+    with the drained workers still connected, is what their fetches cost it with no records."""
+    before = cpu_seconds(pid)
+    time.sleep(seconds)
+    return (cpu_seconds(pid) - before) / seconds
 
 
 def time_processes(watch: CommitWatch, ready: Sequence[Ready], group: str, topics: Sequence[str],
@@ -361,11 +385,12 @@ def time_processes(watch: CommitWatch, ready: Sequence[Ready], group: str, topic
     """From the first process's readiness until ``group`` (run by those processes) has committed
     all of ``topics``; the CPU each spent after its own readiness, and their peak RSS summed."""
     called = time.perf_counter()
-    seconds, cpu_after = watch.wait(group, topics, lambda: [cpu_seconds(r.pid) for r in ready],
-                                    timeout=300 + records / 100)
-    spent = tuple(after - r.cpu for r, after in zip(ready, cpu_after))
+    seconds, after = watch.wait(group, topics, lambda: [(cpu_seconds(r.pid), _own_cpu(r.pid)) for r in ready],
+                                timeout=300 + records / 100)
+    spent = tuple(cpu - r.cpu for r, (cpu, _) in zip(ready, after))
+    own = tuple(cpu - r.own for r, (_, cpu) in zip(ready, after))
     return Rate(records, called + seconds - min(r.at for r in ready), sum(spent),
-                sum(peak_rss_mib(r.pid) for r in ready), spent)
+                sum(peak_rss_mib(r.pid) for r in ready), spent, own)
 
 
 def time_process(watch: CommitWatch, pid: int, group: str, topics: Sequence[str], records: int) -> Rate:
@@ -589,11 +614,13 @@ def run_once(settings: Settings, messages: Sequence[Message], echo: Echo, transp
         workers = start_workers(s.with_(app_id=PIPELINE_APP_ID, role="stream"), stream_workers)
         broker = broker_pid(bootstrap)
         broker_cpu = cpu_seconds(broker) if broker is not None else 0.0
+        broker_idle = 0.0
         try:
             pipeline = time_processes(watch, [ready for _, ready in workers], PIPELINE_APP_ID,
                                       internal_topics(s), n)
             if broker is not None:
                 broker_cpu = cpu_seconds(broker) - broker_cpu
+                broker_idle = idle_share(broker)
             done = [step_seconds(w) for w, _ in workers]
             steps = describe_steps(pipeline, [r for _, r in workers], done)
             owners = [f"worker {i}: {worker_share(pipeline, i, r, done[i])}\n        owns {w.owned_inputs()}"
@@ -604,11 +631,14 @@ def run_once(settings: Settings, messages: Sequence[Message], echo: Echo, transp
         who = "a stream worker" if stream_workers == 1 else f"{stream_workers} stream workers (CPU and RSS summed)"
         echo(f"(b) pipeline: {who}, parse→merge+identity→accounts: {pipeline.describe()}")
         echo(f"    {steps}")
+        if stream_workers == 1:
+            echo(f"    {loop_share(pipeline)}")
         for line in owners:
             echo(f"    {line}")
         if broker is not None:  # on a 2-core machine the broker's share is CPU the workers do not get
-            echo(f"    the embedded broker meanwhile: busy {broker_cpu / pipeline.seconds:.0%} of the span, "
-                 f"CPU {broker_cpu / n * 1e6:,.0f} µs/record")
+            echo(f"    the embedded broker meanwhile: busy {pipeline.busy(broker_cpu)} of the span, "
+                 f"CPU {broker_cpu / n * 1e6:,.0f} µs/record; then, all committed and the workers still "
+                 f"connected, {broker_idle:.0%} of a core for {IDLE_SECONDS:.0f}s (their fetches, no records)")
         outputs = sink_topics(topics)
         written = sum(watch.fix(outputs).values())
         sink = WorkerProcess(s.with_(app_id=PIPELINE_APP_ID, role="sink"), s.data_dir / "sink.log").start()
