@@ -3,9 +3,11 @@ the handoff tracker's, in one value so one table write per event keeps them in s
 
 from __future__ import annotations
 
+import base64
 import hashlib
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
 from pipeline.core.handoffs import HandoffState
 from pipeline.core.sla import SlaState
@@ -18,6 +20,7 @@ from pipeline.core.journey import Segmentation
 
 JOURNAL_KEPT = 300    # events that mattered to the journey, re-played into the survivor on a merge
 RECENT_IDS = 64       # idempotency window: re-deliveries after a crash replay the last uncommitted batch
+DIGEST_BYTES = 8      # an id in the window: its 63-bit digest, big-endian
 IGNORED_KEPT = 20
 
 
@@ -48,7 +51,10 @@ class AccountState(BaseModel):
     facts: list[str] = Field(default_factory=list)  # the journey's segmentation facts seen (bounded by the journey)
     events_seen: int = 0
     journal_len: int = 0  # events ever appended to the journal (see journal_key)
-    recent_event_ids: list[int] = Field(default_factory=list)
+    # The idempotency window: the last RECENT_IDS event ids' digests, packed, oldest first. Packed
+    # because it is in every state write: 64 Python ints cost 2.8 kB each in memory and, scattered
+    # across the heap, most of the state's serialization (see ``remember``).
+    recent_event_ids: bytes = b""
     history: list[StageVisit] = Field(default_factory=list)
     ignored: list[IgnoredMove] = Field(default_factory=list)
     merged_into: str | None = None
@@ -64,15 +70,33 @@ class AccountState(BaseModel):
     blocked_at: int = 0                                # the clock-log length when the wait began
     early_merges: dict[str, list[LifecycleEvent]] = Field(default_factory=dict)
 
+    @field_validator("recent_event_ids", mode="before")
+    @classmethod
+    def _read_window(cls, value: Any) -> Any:
+        """The window's JSON form is base64; states written before it was packed hold a list of
+        the digests as integers (the same digests, so a re-delivery across the upgrade is still seen)."""
+        if isinstance(value, str):
+            return base64.b64decode(value, validate=True)
+        if isinstance(value, list):
+            return b"".join(digest.to_bytes(DIGEST_BYTES, "big") for digest in value)
+        return value
+
+    @field_serializer("recent_event_ids", when_used="json")
+    def _write_window(self, window: bytes) -> str:
+        return base64.b64encode(window).decode()
+
     def remember(self, event_id: str) -> bool:
         """Record an event id; False if it was already seen (a re-delivery). Kept as a
-        stable 64-bit digest: the window is in every state write."""
-        digest = int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "big") >> 1
-        if digest in self.recent_event_ids:
+        stable 63-bit digest: the window is in every state write."""
+        digest = (int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "big") >> 1
+                  ).to_bytes(DIGEST_BYTES, "big")
+        window = self.recent_event_ids
+        at = window.find(digest)
+        while at > 0 and at % DIGEST_BYTES:   # a match across two digests is not one
+            at = window.find(digest, at + 1)
+        if at >= 0:
             return False
-        self.recent_event_ids.append(digest)
-        if len(self.recent_event_ids) > RECENT_IDS:
-            del self.recent_event_ids[: len(self.recent_event_ids) - RECENT_IDS]
+        self.recent_event_ids = (window + digest)[-RECENT_IDS * DIGEST_BYTES:]
         return True
 
     def segment_of(self, segmentation: Segmentation) -> str:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import orjson
 import pytest
 
 from pipeline.core.engine import Outcome, apply_event
-from pipeline.core.state import RECENT_IDS, AccountState
+from pipeline.core.state import DIGEST_BYTES, RECENT_IDS, AccountState
 from pipeline.journey import load_journey, parse_journey
 from schemas.transitions import StageTransition
 from tests.core.factories import T0, at, ev
@@ -145,8 +146,35 @@ def test_idempotency_window_is_bounded():
     state = AccountState(account_id="a")
     for i in range(1000):
         state.remember(f"e{i}")
-    assert len(state.recent_event_ids) == RECENT_IDS
+    assert len(state.recent_event_ids) == RECENT_IDS * DIGEST_BYTES
     assert not state.remember("e999") and state.remember("e0")  # the newest kept, the oldest gone
+
+
+def test_the_window_is_written_packed_and_read_in_both_forms():
+    import hashlib
+
+    state = AccountState(account_id="a")
+    for i in range(RECENT_IDS):
+        state.remember(f"e{i}")
+    written = state.model_dump_json()
+    window = orjson.loads(written)["recent_event_ids"]
+    assert isinstance(window, str) and len(window) == 684          # 512 bytes in base64, not 64 numbers
+    assert AccountState.model_validate_json(written) == state
+    # a state written before the window was packed: its digests as a list of integers
+    old = [int.from_bytes(hashlib.blake2b(f"e{i}".encode(), digest_size=8).digest(), "big") >> 1
+           for i in range(RECENT_IDS)]
+    before = AccountState.model_validate_json(f'{{"account_id": "a", "recent_event_ids": {old}}}')
+    assert before == state
+    assert not before.remember("e7") and before.remember("e64")  # a re-delivery across the upgrade is still seen
+
+
+def test_a_digest_found_across_two_remembered_ones_is_not_a_repeat():
+    import hashlib
+
+    digest = (int.from_bytes(hashlib.blake2b(b"x", digest_size=8).digest(), "big") >> 1).to_bytes(DIGEST_BYTES, "big")
+    state = AccountState(account_id="a", recent_event_ids=b"\0" * 4 + digest + b"\0" * 4)   # straddles two slots
+    assert state.remember("x")
+    assert not state.remember("x")
 
 
 @pytest.mark.parametrize("order", [[0, 1, 2, 3], [1, 0, 2, 3], [0, 2, 1, 3]])
