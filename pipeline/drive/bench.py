@@ -84,6 +84,7 @@ FLOOR_APP_ID = "lifecycle-bench-floor"
 RAW_MIN_PASSES = 3
 RAW_MIN_RECORDS = 200_000
 POLL_SECONDS = 0.5
+FLOOR_POLL_SECONDS = 0.05   # the floor drains in about a second: polled, and committing, at this pace
 IDLE_SECONDS = 2.0   # how long the broker's idle CPU is read, once the workers are drained
 
 
@@ -281,7 +282,7 @@ class CommitWatch:
         return lag
 
     def wait(self, group: str, topics: Sequence[str], sample: Callable[[], S],
-             timeout: float) -> tuple[float, S]:
+             timeout: float, poll: float = POLL_SECONDS) -> tuple[float, S]:
         """Seconds until ``group`` was first seen caught up, and ``sample()`` taken then.
 
         Caught up must hold again one poll later: the account topic can still grow
@@ -296,7 +297,7 @@ class CommitWatch:
                 seen = (time.perf_counter() - start, sample())
             else:
                 seen = None
-            time.sleep(POLL_SECONDS)
+            time.sleep(poll)
         raise TimeoutError(f"group {group} did not commit everything on {list(topics)} in {timeout:.0f}s")
 
     def close(self) -> None:
@@ -381,21 +382,22 @@ def idle_share(pid: int, seconds: float = IDLE_SECONDS) -> float:
 
 
 def time_processes(watch: CommitWatch, ready: Sequence[Ready], group: str, topics: Sequence[str],
-                   records: int) -> Rate:
+                   records: int, poll: float = POLL_SECONDS) -> Rate:
     """From the first process's readiness until ``group`` (run by those processes) has committed
     all of ``topics``; the CPU each spent after its own readiness, and their peak RSS summed."""
     called = time.perf_counter()
     seconds, after = watch.wait(group, topics, lambda: [(cpu_seconds(r.pid), _own_cpu(r.pid)) for r in ready],
-                                timeout=300 + records / 100)
+                                timeout=300 + records / 100, poll=poll)
     spent = tuple(cpu - r.cpu for r, (cpu, _) in zip(ready, after))
     own = tuple(cpu - r.own for r, (_, cpu) in zip(ready, after))
     return Rate(records, called + seconds - min(r.at for r in ready), sum(spent),
                 sum(peak_rss_mib(r.pid) for r in ready), spent, own)
 
 
-def time_process(watch: CommitWatch, pid: int, group: str, topics: Sequence[str], records: int) -> Rate:
+def time_process(watch: CommitWatch, pid: int, group: str, topics: Sequence[str], records: int,
+                 poll: float = POLL_SECONDS) -> Rate:
     """From now until ``group`` (run by process ``pid``) has committed all of ``topics``."""
-    return time_processes(watch, [Ready.now(pid)], group, topics, records)
+    return time_processes(watch, [Ready.now(pid)], group, topics, records, poll)
 
 
 def start_workers(settings: Settings, count: int, ready_timeout: float = 90.0) -> list[tuple[WorkerProcess, Ready]]:
@@ -650,9 +652,10 @@ def run_once(settings: Settings, messages: Sequence[Message], echo: Echo, transp
         echo(f"    then the read-model sink alone (its own process and group, SQLite): "
              f"{sink_rate.per_second:,.0f} output records/s {sink_rate.details()}")
 
-        floor_settings = s.with_(app_id=FLOOR_APP_ID, data_dir=s.data_dir / "floor", web_enabled=False)
+        floor_settings = s.with_(app_id=FLOOR_APP_ID, data_dir=s.data_dir / "floor", web_enabled=False,
+                                 commit_interval=FLOOR_POLL_SECONDS)
         with floor_process(floor_settings) as pid:
-            floor = time_process(watch, pid, FLOOR_APP_ID, raw_topics, n)
+            floor = time_process(watch, pid, FLOOR_APP_ID, raw_topics, n, poll=FLOOR_POLL_SECONDS)
         result = RunResult(raw, pipeline, floor)
         echo(f"(c) faust floor = {floor.per_second:,.0f} events/s ({result.floor_ratio:.2f} of raw) "
              f"{floor.details()}")
