@@ -174,3 +174,44 @@ def test_step_cpu_counts_the_threads_cpu_inside_it_not_its_waits():
             pass                  # 50 ms of CPU
     busy = step.counter._value.get() - before - slept
     assert slept < 0.01 and 0.05 <= busy < 0.2
+
+
+def test_the_commit_watch_waits_for_the_groups_commit_of_every_message(kafka_bootstrap):
+    """Against a real broker: lag counts what the group has not committed, and ``wait`` returns
+    (with its sample) only once everything is committed and still is one poll later."""
+    import asyncio
+    import uuid
+
+    import pytest
+    from aiokafka import AIOKafkaConsumer
+
+    from pipeline.drive.bench import FLOOR_POLL_SECONDS, CommitWatch
+    from pipeline.drive.runner import produce_bytes
+    from pipeline.kafka_clients import client_kwargs
+    from pipeline.topics import ensure_topics
+
+    topic, group = f"bench-watch-{uuid.uuid4().hex[:8]}", f"bench-watch-{uuid.uuid4().hex[:8]}"
+    ensure_topics(kafka_bootstrap, [topic], 1)
+    produce_bytes(kafka_bootstrap, topic, [b"1", b"2", b"3"])
+
+    async def consume(count: int) -> None:
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=kafka_bootstrap, group_id=group, enable_auto_commit=False,
+                                    auto_offset_reset="earliest", **client_kwargs())
+        await consumer.start()
+        try:
+            seen = 0
+            while seen < count:
+                seen += sum(len(m) for m in (await consumer.getmany(timeout_ms=1000)).values())
+            await consumer.commit()
+        finally:
+            await consumer.stop()
+
+    with CommitWatch(kafka_bootstrap) as watch:
+        watch.fix([topic])
+        assert watch.lag(group, [topic]) == 3
+        with pytest.raises(TimeoutError):
+            watch.wait(group, [topic], lambda: "sampled", timeout=0.5, poll=FLOOR_POLL_SECONDS)
+        asyncio.run(consume(3))
+        assert watch.lag(group, [topic]) == 0
+        seconds, sampled = watch.wait(group, [topic], lambda: "sampled", timeout=10, poll=FLOOR_POLL_SECONDS)
+        assert sampled == "sampled" and seconds < 10
