@@ -88,8 +88,7 @@ class AccountState(BaseModel):
     def remember(self, event_id: str) -> bool:
         """Record an event id; False if it was already seen (a re-delivery). Kept as a
         stable 63-bit digest: the window is in every state write."""
-        digest = (int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "big") >> 1
-                  ).to_bytes(DIGEST_BYTES, "big")
+        digest = window_digest(event_id)
         window = self.recent_event_ids
         at = window.find(digest)
         while at > 0 and at % DIGEST_BYTES:   # a match across two digests is not one
@@ -107,6 +106,12 @@ class AccountState(BaseModel):
         self.ignored.append(move)
         if len(self.ignored) > IGNORED_KEPT:
             del self.ignored[0]
+
+
+def window_digest(event_id: str) -> bytes:
+    """An event id as the idempotency window keeps it: its 63-bit digest, ``DIGEST_BYTES`` big-endian."""
+    return (int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "big") >> 1
+            ).to_bytes(DIGEST_BYTES, "big")
 
 
 def journal_key(account_id: str, index: int) -> str:

@@ -187,7 +187,13 @@ def preload(bootstrap: str, messages: Sequence[Message]) -> float:
 def cpu_seconds(pid: int) -> float:
     """utime + stime so far of a process and its living children (a stream worker's parse
     process, ``pipeline.parse_pool``), and of the children it has reaped (Linux /proc)."""
-    return sum(_own_cpu(p) for p in (pid, *children(pid)))
+    return cpu_split(pid)[0]
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """``cpu_seconds`` and, of it, the process's own (its children's left out), from one reading."""
+    own = _own_cpu(pid)
+    return own + sum(_own_cpu(p) for p in children(pid)), own
 
 
 def _own_cpu(pid: int) -> float:
@@ -323,7 +329,8 @@ class Ready:
 
     @classmethod
     def now(cls, pid: int, steps: dict[str, float] | None = None) -> Ready:
-        return cls(pid, time.perf_counter(), cpu_seconds(pid), steps or {}, _own_cpu(pid))
+        cpu, own = cpu_split(pid)
+        return cls(pid, time.perf_counter(), cpu, steps or {}, own)
 
 
 STEPS = {"parse": "parse", "merge": "merge and identity", "accounts": "accounts"}   # metrics.STEP_CPU's labels
@@ -386,7 +393,7 @@ def time_processes(watch: CommitWatch, ready: Sequence[Ready], group: str, topic
     """From the first process's readiness until ``group`` (run by those processes) has committed
     all of ``topics``; the CPU each spent after its own readiness, and their peak RSS summed."""
     called = time.perf_counter()
-    seconds, after = watch.wait(group, topics, lambda: [(cpu_seconds(r.pid), _own_cpu(r.pid)) for r in ready],
+    seconds, after = watch.wait(group, topics, lambda: [cpu_split(r.pid) for r in ready],
                                 timeout=300 + records / 100, poll=poll)
     spent = tuple(cpu - r.cpu for r, (cpu, _) in zip(ready, after))
     own = tuple(cpu - r.own for r, (_, cpu) in zip(ready, after))
