@@ -143,10 +143,22 @@ def tail(topic: str, account: str | None, from_beginning: bool, no_follow: bool,
 @click.option("--state", "state_accounts", type=click.IntRange(min=1), default=None, is_flag=False,
               flag_value=100_000, help="Instead: restart-to-ready and memory per 100k accounts of each table "
                                        "store (memory, rocksdict), with state for N accounts (default 100,000).")
+@click.option("--instructions", "instruction_records", type=click.IntRange(min=1), default=None, is_flag=False,
+              flag_value=5_000, help="Instead: instructions per record of the raw step and the pure path under "
+                                     "valgrind, over about N records (default 5,000): the same in every run.")
 def bench(accounts: int, records: int | None, seed: int, repeat: int, transports: int,
-          stream_workers: int, state_accounts: int | None) -> None:
+          stream_workers: int, state_accounts: int | None, instruction_records: int | None) -> None:
     """Measure raw consume→decode→produce, the real pipeline and a bare Faust agent on the same
     preloaded events, same broker; then each connector transport's throughput into Kafka."""
+    if instruction_records is not None:
+        from pipeline.drive.bench_instructions import ValgrindMissing, run_instructions
+
+        try:
+            run_instructions(Settings.from_env(), accounts=accounts, seed=seed, records=instruction_records,
+                             echo=click.echo)
+        except ValgrindMissing as exc:
+            raise click.UsageError(str(exc)) from exc
+        return
     if state_accounts is not None:
         from pipeline.drive.bench_state import run_state_bench
 

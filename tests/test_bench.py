@@ -1,4 +1,7 @@
 import os
+import shutil
+
+import pytest
 
 from pipeline.drive.bench import Rate, cpu_seconds, encode, peak_rss_mib, record_count, sample
 from schemas import topics as T
@@ -215,3 +218,32 @@ def test_the_commit_watch_waits_for_the_groups_commit_of_every_message(kafka_boo
         assert watch.lag(group, [topic]) == 0
         seconds, sampled = watch.wait(group, [topic], lambda: "sampled", timeout=10, poll=FLOOR_POLL_SECONDS)
         assert sampled == "sampled" and seconds < 10
+
+
+def test_the_instruction_count_input_is_the_same_share_of_every_partitions_first_records():
+    from pipeline.drive.bench_instructions import prefix
+
+    messages = encode(sample(accounts=3, seed=11, records=None)[0], 4)
+    taken = prefix(messages, record_count(messages) // 3)
+    assert abs(record_count(taken) - record_count(messages) / 3) <= 16   # rounded up per partition
+    for key in {(t, p) for t, p, *_ in messages}:
+        whole = [line for t, p, _, value, _ in messages if (t, p) == key for line in unpack(value)]
+        part = [line for t, p, _, value, _ in taken if (t, p) == key for line in unpack(value)]
+        assert part == whole[:len(part)] and abs(len(part) - len(whole) / 3) <= 1
+    assert all(count <= MAX_RECORDS and len(unpack(value)) == count for *_, value, count in taken)
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_instructions_per_record_are_counted_the_same_in_every_run(tmp_path):
+    from pipeline.drive.bench_instructions import count
+    from pipeline.settings import Settings
+
+    settings = Settings(data_dir=tmp_path)
+    counts = count(settings, accounts=20, records=2_000)
+    raw, parse, pure = (counts.per_record(m) for m in ("raw", "parse", "pure"))
+    assert 0 < raw < parse < pure
+    assert counts.describe()[-1] == f"ratio raw/pure (instructions) = {raw / pure:.3f}"
+    # The imports alone vary by a few million instructions between runs (about 0.1%), spread over the records.
+    again = count(settings, accounts=20, records=2_000, modes=("none", "pure"))
+    assert again.records == counts.records
+    assert abs(again.per_record("pure") - pure) <= 0.005 * pure

@@ -65,7 +65,7 @@ from schemas.topics import DEFAULT, Topics
 if TYPE_CHECKING:
     import faust
 
-    from pipeline.offline import ReplayOutput, StageCpu
+    from pipeline.offline import RawInput, ReplayOutput, StageCpu
     from schemas.events import RawRecord
 
 Echo = Callable[[str], None]
@@ -430,13 +430,10 @@ def pure_path(settings: Settings, messages: Sequence[Message], passes: int = 3) 
     from datetime import datetime, timezone
 
     from pipeline.journey import load_journey
-    from pipeline.offline import OfflinePipeline, RawInput
+    from pipeline.offline import OfflinePipeline
 
     journey = load_journey(settings.journey_path)
-    sources: dict[tuple[str, int], list[RawInput]] = {}
-    for topic, partition, _key, value, _count in messages:
-        queue = sources.setdefault((topic, partition), [])
-        queue.append(RawInput(topic, partition, len(queue), value))
+    sources = pure_sources(messages)
     now = datetime.now(timezone.utc)
     best: PureRate | None = None
     for _ in range(passes):
@@ -449,6 +446,17 @@ def pure_path(settings: Settings, messages: Sequence[Message], passes: int = 3) 
             best = PureRate(rate, offline.stats.cpu, output)
     assert best is not None
     return best
+
+
+def pure_sources(messages: Sequence[Message]) -> dict[tuple[str, int], list[RawInput]]:
+    """The preloaded messages as ``pipeline.offline`` reads them: per (topic, partition), in offset order."""
+    from pipeline.offline import RawInput
+
+    sources: dict[tuple[str, int], list[RawInput]] = {}
+    for topic, partition, _key, value, _count in messages:
+        queue = sources.setdefault((topic, partition), [])
+        queue.append(RawInput(topic, partition, len(queue), value))
+    return sources
 
 
 @dataclass(frozen=True)
@@ -492,6 +500,11 @@ def writer_path(output: ReplayOutput, database_url: str) -> Rate:
 
 # ---- (a) the raw ceiling --------------------------------------------------------------------
 
+def raw_step(value: bytes) -> list[bytes]:
+    """The raw loop's work on one message, without Kafka: every record in it decoded and encoded."""
+    return [orjson.dumps(orjson.loads(line)) for line in unpack(value)]
+
+
 async def _raw_pass(consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, ends: dict[TopicPartition, int],
                     out: str, batch_out: bool) -> Rate:
     """Every preloaded record once: consume its message, decode and encode every record in it
@@ -504,7 +517,7 @@ async def _raw_pass(consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, ends
         fetched = await consumer.getmany(timeout_ms=1000, max_records=5000)
         for tp, msgs in fetched.items():
             for m in msgs:
-                records = [orjson.dumps(orjson.loads(line)) for line in unpack(m.value)]
+                records = raw_step(m.value)
                 n += len(records)
                 if batch_out:
                     await producer.send(out, key=m.key, value=pack(records))
