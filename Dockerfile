@@ -19,7 +19,11 @@ COPY pyproject.toml README.md ./
 COPY schemas/ schemas/
 COPY pipeline/ pipeline/
 COPY connectors/ connectors/
-RUN pip install . \
+# The per-record modules compiled from their unchanged source (pipeline/compiled.py); Cython
+# (the version pyproject's compile extra was tested with) is needed only here.
+RUN pip install . "cython==3.3.2" \
+ && lifecycle compile \
+ && pip uninstall -y cython \
  && lifecycle --help >/dev/null
 
 # ---- runtime: the virtualenv only, as an unprivileged user ---------------------------------

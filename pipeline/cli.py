@@ -129,6 +129,15 @@ def tail(topic: str, account: str | None, from_beginning: bool, no_follow: bool,
         pass
 
 
+@main.command("compile")
+def compile_cmd() -> None:
+    """Compile the per-record modules from their source with Cython (``pipeline/compiled.py``);
+    ``make install`` and the image build run it. Needs a C compiler and the ``compile`` extra."""
+    from pipeline.compiled import COMPILED_DIR, build
+
+    click.echo(f"compiled {len(build())} modules into {COMPILED_DIR}")
+
+
 @main.command()
 @click.option("--accounts", default=600, show_default=True, help="Accounts in the generated sample (scales events).")
 @click.option("--records", type=click.IntRange(min=1), default=None,

@@ -90,6 +90,10 @@ PARSE_PROCESSES = Gauge(
     "lifecycle_parse_processes", "A stream worker's parse processes: configured (LIFECYCLE_PARSE_PROCESSES) and "
     "running; running below configured for long means the worker parses on its event loop (slower, nothing lost)",
     ["state"], registry=REGISTRY)
+COMPILED_MODULES = Gauge(
+    "lifecycle_compiled_modules", "The per-record modules (pipeline/compiled.py) this process loaded compiled and "
+    "from source; any from source (no build, or a source changed since it) costs about a fifth more CPU per record",
+    ["state"], registry=REGISTRY)
 WORKER_READY = Gauge(
     "lifecycle_worker_ready", "1 once table recovery finished and the worker processes events", registry=REGISTRY)
 
@@ -117,3 +121,14 @@ class StepCpu:
 
     def __exit__(self, *exc: object) -> None:
         self.counter.inc(time.thread_time() - self.started)
+
+
+def note_compiled() -> None:
+    """``lifecycle_compiled_modules``: how this process loaded the per-record modules."""
+    import importlib
+
+    from pipeline.compiled import MODULES, compiled
+
+    built = sum(compiled(importlib.import_module(m)) for m in MODULES)
+    COMPILED_MODULES.labels("compiled").set(built)
+    COMPILED_MODULES.labels("source").set(len(MODULES) - built)

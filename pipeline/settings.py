@@ -117,6 +117,11 @@ class Settings(BaseSettings):
     parse_processes: int = Field(1, ge=0, description=(
         "Child processes of a stream worker that parse its raw messages (pipeline.parse_pool), so the "
         "parse runs on other cores than the merge and the accounts; 0 parses on the worker's event loop."))
+    # Read by ``pipeline/__init__.py`` itself, before any module it concerns is imported; here so
+    # that it is documented and validated with the rest.
+    compiled: bool = Field(True, description=(
+        "Load the per-record modules compiled by `lifecycle compile` (make install) "
+        "where built and current; 0 imports their sources (the same behaviour, about a fifth more CPU)."))
     # The wall clock, pinned: when set (ISO 8601), the worker reads this instant instead of the
     # real time. For replays and the consistency verifier, where "now" must be an input too.
     frozen_now: str | None = Field(None, description="Pin the wall clock to this ISO 8601 instant.")

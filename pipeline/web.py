@@ -87,6 +87,7 @@ def install(pipeline: LifecyclePipeline) -> None:
     if _faust_metrics is None:
         _faust_metrics = FaustMetrics.create(metrics.REGISTRY, "lifecycle_faust")
     app.monitor = LifecycleMonitor(metrics=_faust_metrics)
+    metrics.note_compiled()
 
     @app.page("/metrics")
     async def metrics_page(self: web.View, request: web.Request) -> web.Response:

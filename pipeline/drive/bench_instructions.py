@@ -101,7 +101,8 @@ def count(settings: Settings, accounts: int = 600, seed: int = 11, records: int 
         work = Path(tmp) / "input.pickle"
         work.write_bytes(pickle.dumps((messages, now, settings.partitions, settings.journey_path,
                                        settings.accept_test_mode)))
-        env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONMALLOC": "malloc"}
+        env = os.environ.copy()   # the child is this process, run again
+        env.update(PYTHONHASHSEED="0", PYTHONMALLOC="malloc")
 
         def run(mode: str) -> int:
             done = subprocess.run(

@@ -58,6 +58,9 @@ def test_no_module_but_settings_reads_the_environment() -> None:
     for path in [*ROOT.joinpath("pipeline").rglob("*.py"), *ROOT.joinpath("connectors").rglob("*.py")]:
         if path.name == "settings.py" and path.parent.name == "pipeline":
             continue
+        if path == ROOT / "pipeline" / "__init__.py":   # LIFECYCLE_COMPILED, before the modules it loads
+            assert "LIFECYCLE_COMPILED" in path.read_text() and "compiled" in Settings.model_fields
+            continue
         for node in ast.walk(ast.parse(path.read_text())):
             read = (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
                     and (node.func.attr == "getenv" or (node.func.attr == "get" and ast.unparse(node.func.value) == "os.environ")))
