@@ -8,8 +8,7 @@ language, so the source stays the one truth and any module may be left out.
 ``lifecycle compile`` (run by ``make install`` and the image build) writes the
 extensions under ``pipeline/_compiled/`` with a manifest of each source's digest. Cython's
 ``annotation_typing`` is off: an annotation does not become a C type check, so every module
-behaves exactly as its source does. Importing
-``pipeline`` calls ``enable``: a module whose source still has the digest it was compiled from
+behaves exactly as its source does. Importing ``pipeline`` calls ``enable``: a module whose source still has the digest it was compiled from
 is loaded from its extension; one edited since is loaded from its source, with a warning, so a
 stale build can never shadow a change. ``LIFECYCLE_COMPILED=0`` turns it off.
 """
@@ -120,8 +119,7 @@ class _Finder(importlib.abc.MetaPathFinder):
         extension = self.extensions.get(fullname)
         if extension is None:
             return None
-        loader = importlib.machinery.ExtensionFileLoader(fullname, str(extension))
-        return importlib.util.spec_from_file_location(fullname, extension, loader=loader)
+        return _spec(fullname, extension)
 
 
 _enabled: dict[str, Path] | None = None
@@ -151,8 +149,7 @@ def enable(dest: Path = COMPILED_DIR, root: Path = ROOT) -> list[str]:
         if not extension.exists() or not source.exists():
             continue
         if digest(source) != compiled_digest:
-            log.warning("%s changed since it was compiled: its source is used (lifecycle compile)",
-                        module)
+            log.warning("%s changed since it was compiled: its source is used (lifecycle compile)", module)
             continue
         if module in sys.modules:
             continue
@@ -161,12 +158,16 @@ def enable(dest: Path = COMPILED_DIR, root: Path = ROOT) -> list[str]:
     return sorted(_enabled)
 
 
-def _load(name: str, path: Path) -> ModuleType:
-    loader = importlib.machinery.ExtensionFileLoader(name, str(path))
-    spec = importlib.util.spec_from_file_location(name, path, loader=loader)
-    assert spec is not None
+def _spec(name: str, extension: Path) -> importlib.machinery.ModuleSpec | None:
+    loader = importlib.machinery.ExtensionFileLoader(name, str(extension))
+    return importlib.util.spec_from_file_location(name, extension, loader=loader)
+
+
+def _load(name: str, extension: Path) -> ModuleType:
+    spec = _spec(name, extension)
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
+    spec.loader.exec_module(module)
     return module
 
 
