@@ -10,7 +10,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test,compile]'
-	$(BIN)/lifecycle compile || echo "make: the per-record modules were not compiled; their sources are used" >&2
+	$(BIN)/lifecycle compile > $(VENV)/compile.log 2>&1 && tail -n1 $(VENV)/compile.log \
+	  || echo "make: the per-record modules were not compiled (see $(VENV)/compile.log); their sources are used" >&2
 	touch $(STAMP)
 
 install: $(STAMP)

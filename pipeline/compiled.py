@@ -143,17 +143,19 @@ def enable(dest: Path = COMPILED_DIR, root: Path = ROOT) -> list[str]:
     except Exception as exc:   # a build for another Python, or a pydantic without the hook
         log.warning("compiled modules in %s not used: %s", dest, exc)
         return []
+    changed = []
     for module, compiled_digest in manifest.items():
         extension = dest.joinpath(*module.split(".")).with_name(module.rsplit(".", 1)[-1] + suffix)
         source = source_of(module, root)
-        if not extension.exists() or not source.exists():
+        if not extension.exists() or not source.exists() or module in sys.modules:
             continue
         if digest(source) != compiled_digest:
-            log.warning("%s changed since it was compiled: its source is used (lifecycle compile)", module)
-            continue
-        if module in sys.modules:
+            changed.append(module)
             continue
         _enabled[module] = extension
+    if changed:
+        log.warning("changed since they were compiled, so imported from source (lifecycle compile): %s",
+                    ", ".join(changed))
     sys.meta_path.insert(0, _Finder(_enabled))
     return sorted(_enabled)
 

@@ -243,7 +243,8 @@ def test_instructions_per_record_are_counted_the_same_in_every_run(tmp_path):
     raw, parse, pure = (counts.per_record(m) for m in ("raw", "parse", "pure"))
     assert 0 < raw < parse < pure
     assert counts.describe()[-1] == f"ratio raw/pure (instructions) = {raw / pure:.3f}"
-    # The imports alone vary by a few million instructions between runs (about 0.1%), spread over the records.
+    # Runs differ by a few million instructions (memory layout: the order of id-hashed sets), spread
+    # over the records: 0.2% at 5,000, up to 0.7% at these 2,000; the timed figures move ±15%.
     again = count(settings, accounts=20, records=2_000, modes=("none", "pure"))
     assert again.records == counts.records
-    assert abs(again.per_record("pure") - pure) <= 0.005 * pure
+    assert abs(again.per_record("pure") - pure) <= 0.015 * pure

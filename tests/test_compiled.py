@@ -82,4 +82,4 @@ def test_a_module_edited_since_its_build_is_imported_from_its_source(tmp_path):
     (package / "mod.py").write_text("def answer():\n    return 2\n")
     edited = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True, env=env)
     assert edited.stdout.split("\n")[:2] == ["[]", "False 2"]
-    assert "changed since it was compiled" in edited.stderr
+    assert "changed since they were compiled, so imported from source (lifecycle compile): lcprobe.mod" in edited.stderr
