@@ -160,6 +160,11 @@ def enable(dest: Path = COMPILED_DIR, root: Path = ROOT) -> list[str]:
     return sorted(_enabled)
 
 
+def enabled() -> list[str]:
+    """The modules this process loads compiled (none unless ``enable`` ran and found a current build)."""
+    return sorted(_enabled or {})
+
+
 def _spec(name: str, extension: Path) -> importlib.machinery.ModuleSpec | None:
     loader = importlib.machinery.ExtensionFileLoader(name, str(extension))
     return importlib.util.spec_from_file_location(name, extension, loader=loader)

@@ -24,7 +24,8 @@ def test_make_install_builds_them_where_a_compiler_is():
 
 @pytest.mark.skipif(not BUILT, reason="no build (lifecycle compile)")
 def test_the_built_modules_are_the_ones_imported():
-    code = ("import pipeline, importlib; from pipeline.compiled import MODULES, compiled; "
+    code = ("import pipeline, importlib; from pipeline.compiled import MODULES, compiled, enabled; "
+            "assert enabled() == sorted(m for m in MODULES if compiled(importlib.import_module(m))); "
             "print(sum(compiled(importlib.import_module(m)) for m in MODULES))")
     on = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     off = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,

@@ -32,7 +32,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 from pipeline.drive.bench import Message, encode, raw_step, record_count, sample
@@ -135,7 +135,6 @@ def _child(mode: str, path: Path) -> None:
     from pipeline.offline import OfflinePipeline
 
     messages, now, partitions, journey_path, accept_test_mode = pickle.loads(path.read_bytes())
-    now: datetime
     journey = load_journey(journey_path)
     sources = pure_sources(messages)
     if mode == "raw":
